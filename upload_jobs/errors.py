@@ -1,0 +1,107 @@
+"""Domain errors, each mapped once to the `error_kind` recorded on a job."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Why a job or an attempt ended the way it did; stored in `upload_job.error_kind`."""
+
+    SOURCE_MISSING = "source_missing"
+    SOURCE_EMPTY = "source_empty"
+    SOURCE_UNREADABLE = "source_unreadable"
+    INVALID_KEY = "invalid_key"
+    OPTIMIZATION_FAILED = "optimization_failed"
+    UPLOAD_TRANSIENT = "upload_transient"
+    UPLOAD_PERMANENT = "upload_permanent"
+    VERIFICATION_FAILED = "verification_failed"
+    JOB_NOT_FOUND = "job_not_found"
+    JOB_NOT_CLAIMABLE = "job_not_claimable"
+    WORKER_LOST = "worker_lost"
+    INTERNAL = "internal_error"
+
+
+class UploadJobError(Exception):
+    """Base of every error this project raises on purpose; `str(err)` is meant for people."""
+
+    error_kind: ErrorKind = ErrorKind.INTERNAL
+
+
+class SourceMissing(UploadJobError):
+    """The job's source video is not on disk."""
+
+    error_kind = ErrorKind.SOURCE_MISSING
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Original video file not found: {path}")
+        self.path = path
+
+
+class SourceEmpty(UploadJobError):
+    """The job's source video exists but has no bytes."""
+
+    error_kind = ErrorKind.SOURCE_EMPTY
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Original video file is empty (0 bytes): {path}")
+        self.path = path
+
+
+class SourceUnreadable(UploadJobError):
+    """The source path exists but cannot be read as a file (a folder, no permission)."""
+
+    error_kind = ErrorKind.SOURCE_UNREADABLE
+
+
+class InvalidObjectKey(UploadJobError):
+    """An object key that would escape its prefix or cannot be stored."""
+
+    error_kind = ErrorKind.INVALID_KEY
+
+
+class OptimizationFailed(UploadJobError):
+    """The remux for streaming failed or produced an output that did not validate."""
+
+    error_kind = ErrorKind.OPTIMIZATION_FAILED
+
+
+class TransientUploadError(UploadJobError):
+    """An upload failure worth retrying: 5xx, throttling, timeouts, dropped connections."""
+
+    error_kind = ErrorKind.UPLOAD_TRANSIENT
+
+
+class PermanentUploadError(UploadJobError):
+    """An upload failure that a retry cannot fix: bad credentials, missing bucket, no access."""
+
+    error_kind = ErrorKind.UPLOAD_PERMANENT
+
+
+class UploadVerificationFailed(UploadJobError):
+    """The object in the bucket does not match what was uploaded."""
+
+    error_kind = ErrorKind.VERIFICATION_FAILED
+
+
+class JobNotFound(UploadJobError):
+    """No job has this id."""
+
+    error_kind = ErrorKind.JOB_NOT_FOUND
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"Upload job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobNotClaimable(UploadJobError):
+    """The job is already in progress elsewhere or already completed."""
+
+    error_kind = ErrorKind.JOB_NOT_CLAIMABLE
+
+
+def error_kind_for(exc: BaseException) -> ErrorKind:
+    """The job `error_kind` for any exception; unknown ones are internal errors."""
+    if isinstance(exc, UploadJobError):
+        return exc.error_kind
+    return ErrorKind.INTERNAL

@@ -1,0 +1,58 @@
+"""Settings from the environment (prefix `UPLOAD_JOBS_`); credentials are never fields here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".upload-jobs"
+
+
+class Preset(StrEnum):
+    """How a video is prepared for streaming before upload."""
+
+    FASTSTART = "faststart"
+    FRAGMENTED = "fragmented"
+    NONE = "none"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from `UPLOAD_JOBS_*` variables (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="UPLOAD_JOBS_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{DEFAULT_HOME / 'jobs.db'}"
+    bucket: str = "videos"
+    endpoint_url: str | None = None
+    region: str = "nyc3"
+    public_base_url: str | None = None
+    preset: Preset = Preset.FASTSTART
+    work_dir: Path = DEFAULT_HOME / "work"
+    acl: str = "public-read"
+    cache_control: str = "public, max-age=86400"
+    key_prefix: str = "videos/"
+    ffmpeg: str | None = None
+    ffmpeg_timeout_seconds: float = Field(default=3600, gt=0)
+    multipart_threshold_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    s3_max_attempts: int = Field(default=3, ge=1)
+    upload_retries: int = Field(default=3, ge=0)
+    upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
+    lease_seconds: int = Field(default=3600, gt=0)
+
+    def resolved_public_base_url(self) -> str:
+        """The base of public links: the setting, else the bucket's Spaces CDN host."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"https://{self.bucket}.{self.region}.cdn.digitaloceanspaces.com"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; `get_settings.cache_clear()` re-reads the environment."""
+    return Settings()

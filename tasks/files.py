@@ -1,0 +1,36 @@
+"""Tasks around files: the source check, the size, the cleanup of temp files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from upload_jobs import files
+
+
+@task(name="check_source_file")
+def check_source_file(source_path: str) -> int:
+    """Fail the run with a clear reason when the source is missing, empty or unreadable."""
+    size = files.check_source_file(source_path)
+    get_run_logger().info("Source file found: %s (%s)", source_path, files.format_megabytes(size))
+    return size
+
+
+@task(name="measure_file_size")
+def measure_file_size(path: str) -> int:
+    """The size of the file about to be uploaded, logged as `File size: N.NN MB`."""
+    size = files.file_size_bytes(path)
+    get_run_logger().info("File size: %s", files.format_megabytes(size))
+    return size
+
+
+@task(name="cleanup_temp_file")
+def cleanup_temp_file(attempt_work_dir: str, source_path: str) -> bool:
+    """Remove this attempt's temp folder; runs whether the attempt succeeded or not."""
+    removed = files.remove_attempt_work_dir(Path(attempt_work_dir), source_path)
+    get_run_logger().info(
+        "Removed temp files in %s" if removed else "No temp files to remove in %s",
+        attempt_work_dir,
+    )
+    return removed

@@ -1,0 +1,61 @@
+"""Tasks that claim a job and record how its run ended."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import get_run_logger, task
+from prefect.runtime import flow_run
+
+from upload_jobs.models import UploadJob
+from upload_jobs.settings import get_settings
+from upload_jobs.store import ClaimedJob, CompletedUpload, FailedUpload, JobStore, new_lease_owner
+
+# A dropped database connection while recording an outcome must cost a retry, not the outcome.
+MARK_RETRIES = 3
+MARK_RETRY_DELAYS = [1.0, 2.0, 4.0]
+
+
+@task(name="claim_job", tags=["job-store"])
+def claim_job(job_id: int) -> ClaimedJob:
+    """Take the job for this flow run, or fail at once if another run holds it."""
+    settings = get_settings()
+    run_id = flow_run.get_id()
+    claim = JobStore(settings.database_url).claim_job(
+        job_id,
+        lease_owner=new_lease_owner(run_id),
+        lease=timedelta(seconds=settings.lease_seconds),
+        flow_run_id=run_id,
+    )
+    get_run_logger().info(
+        "Claimed upload job %s (attempt %s): %s", job_id, claim.attempt_number, claim.source_path
+    )
+    return claim
+
+
+@task(
+    name="mark_job_completed",
+    tags=["job-store"],
+    retries=MARK_RETRIES,
+    retry_delay_seconds=MARK_RETRY_DELAYS,
+)
+def mark_job_completed(claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
+    """Record the upload on the job: completed, sizes, ETag, CDN link, optimized flag."""
+    job = JobStore(get_settings().database_url).mark_completed(claim, upload)
+    get_run_logger().info("Upload job %s completed: %s", claim.job_id, upload.public_url)
+    return job
+
+
+@task(
+    name="mark_job_failed",
+    tags=["job-store"],
+    retries=MARK_RETRIES,
+    retry_delay_seconds=MARK_RETRY_DELAYS,
+)
+def mark_job_failed(claim: ClaimedJob, failure: FailedUpload) -> UploadJob:
+    """Record why the run failed on the job (`last_error`, `error_kind`) and release it."""
+    job = JobStore(get_settings().database_url).mark_failed(claim, failure)
+    get_run_logger().error(
+        "Upload job %s failed (%s): %s", claim.job_id, failure.error_kind, failure.error
+    )
+    return job

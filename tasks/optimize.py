@@ -1,0 +1,58 @@
+"""The streaming optimization task, and how the flow falls back when it fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.states import State
+
+from upload_jobs import media
+from upload_jobs.settings import Preset, get_settings
+
+
+@task(name="optimize_for_streaming", tags=["ffmpeg"])
+def optimize_for_streaming(
+    source_path: str, attempt_work_dir: str, preset: Preset
+) -> media.OptimizationResult:
+    """Remux the source for streaming into the attempt's folder, validated; fails on any doubt."""
+    settings = get_settings()
+    logger = get_run_logger()
+    result = media.optimize_for_streaming(
+        Path(source_path),
+        Path(attempt_work_dir),
+        preset,
+        media.resolve_ffmpeg(settings.ffmpeg),
+        timeout_seconds=settings.ffmpeg_timeout_seconds,
+    )
+    if result.already_optimized:
+        logger.info("Source is already stream-ready (%s): uploading it as it is", preset)
+    elif result.remuxed:
+        logger.info("Remuxed for streaming with preset %s: %s", preset, result.path.name)
+    else:
+        logger.info("Preset %s: no optimization requested", preset)
+    return result
+
+
+@dataclass(frozen=True)
+class UploadChoice:
+    """Which file the run uploads, and whether it counts as optimized for streaming."""
+
+    path: str
+    optimized: bool
+    fallback_reason: str | None
+
+
+def choose_upload_file(source_path: str, optimization: State) -> UploadChoice:
+    """The optimized file when the step completed, else the original with the reason why."""
+    if optimization.is_completed():
+        result: media.OptimizationResult = optimization.result()
+        optimized = result.remuxed or result.already_optimized
+        return UploadChoice(path=str(result.path), optimized=optimized, fallback_reason=None)
+    error = optimization.result(raise_on_failure=False)
+    reason = str(error) if isinstance(error, BaseException) else (optimization.message or "unknown")
+    get_run_logger().warning(
+        "Streaming optimization failed, uploading the original file instead: %s", reason
+    )
+    return UploadChoice(path=source_path, optimized=False, fallback_reason=reason)

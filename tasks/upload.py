@@ -1,0 +1,65 @@
+"""The upload task: transient failures retried with backoff and jitter, permanent ones not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, get_run_logger, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import exponential_backoff
+
+from upload_jobs import spaces
+from upload_jobs.errors import TransientUploadError
+from upload_jobs.settings import Settings, get_settings
+
+RETRY_JITTER_FACTOR = 0.5
+
+
+def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: State) -> bool:
+    """Retry only what a retry can fix: throttling, 5xx, timeouts, dropped connections."""
+    return isinstance(state.result(raise_on_failure=False), TransientUploadError)
+
+
+@task(
+    name="upload_to_spaces",
+    tags=["spaces-upload"],
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=RETRY_JITTER_FACTOR,
+    retry_condition_fn=is_transient_upload_failure,
+)
+def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
+    """Upload the file to the bucket (multipart when large) and verify it with a HEAD."""
+    settings = get_settings()
+    logger = get_run_logger()
+    client = spaces.make_s3_client(settings)
+    result = spaces.upload_video(
+        client,
+        settings.bucket,
+        Path(path),
+        object_key,
+        acl=settings.acl,
+        cache_control=settings.cache_control,
+        multipart_threshold=settings.multipart_threshold_bytes,
+        chunk_size=settings.multipart_chunk_bytes,
+        concurrency=settings.upload_concurrency,
+    )
+    if result.skipped_existing:
+        logger.info(
+            "s3://%s/%s already holds this file (same size and sha256): not re-uploaded",
+            settings.bucket,
+            object_key,
+        )
+    else:
+        logger.info("Uploaded to s3://%s/%s (ETag %s)", settings.bucket, object_key, result.etag)
+    return result
+
+
+def upload_task_for(settings: Settings) -> Task[Any, spaces.UploadResult]:
+    """The upload task with the retry count and backoff base from settings."""
+    return upload_to_spaces.with_options(
+        retries=settings.upload_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.upload_retry_delay_seconds),
+    )

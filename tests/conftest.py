@@ -1,0 +1,152 @@
+"""Shared fixtures: a real job database (SQLite, and PostgreSQL when configured), moto's S3
+server over HTTP, one Prefect test server per session, and sample clips made with ffmpeg."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from upload_jobs import samples
+from upload_jobs.database import dispose_engines
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.media import resolve_ffmpeg
+from upload_jobs.settings import Settings, get_settings
+from upload_jobs.spaces import ensure_bucket, make_s3_client
+
+POSTGRES_URL = os.environ.get("UPLOAD_JOBS_TEST_POSTGRES_URL")
+# Distinctive values: the secrets tests search every output for them.
+TEST_ACCESS_KEY = "AKIATESTLEAKCHECK0001"
+TEST_SECRET_KEY = "SECRETxyz-do-not-leak-4242"
+
+DATABASE_KINDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    if not POSTGRES_URL:
+        pytest.skip("UPLOAD_JOBS_TEST_POSTGRES_URL is not set")
+    name = f"upload_jobs_test_{uuid.uuid4().hex[:10]}"
+    admin_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    dispose_engines()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty job database: SQLite in tmp_path, and PostgreSQL when configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        dispose_engines()
+        return
+    url = request.getfixturevalue("postgres_url")
+    from upload_jobs.database import get_engine
+
+    with get_engine(url).begin() as connection:
+        connection.execute(text("TRUNCATE upload_attempt, upload_job RESTART IDENTITY CASCADE"))
+    yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3Server]:
+    """moto's S3 on 127.0.0.1 over real HTTP, for the whole session."""
+    with LocalS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinctive fake credentials through boto3's standard chain (environment)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+
+
+@pytest.fixture
+def settings(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    s3_server: LocalS3Server,
+    aws_credentials: None,
+) -> Iterator[Settings]:
+    """Settings pointing at this test's database, work dir and its own bucket."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    values = {
+        "UPLOAD_JOBS_DATABASE_URL": database_url,
+        "UPLOAD_JOBS_WORK_DIR": str(tmp_path / "work"),
+        "UPLOAD_JOBS_ENDPOINT_URL": s3_server.endpoint_url,
+        "UPLOAD_JOBS_BUCKET": bucket,
+        "UPLOAD_JOBS_PUBLIC_BASE_URL": f"{s3_server.endpoint_url}/{bucket}",
+        "UPLOAD_JOBS_UPLOAD_RETRY_DELAY_SECONDS": "0",
+        "UPLOAD_JOBS_PRESET": "faststart",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    current = get_settings()
+    ensure_bucket(make_s3_client(current), bucket)
+    yield current
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One real Prefect server (prefect_test_harness) for every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """The ffmpeg binary the product itself would use."""
+    return resolve_ffmpeg()
+
+
+@pytest.fixture(scope="session")
+def clip_library(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, Path]:
+    """Sample clips generated once per session with lavfi; tests copy what they use."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "moov_at_end": samples.make_moov_at_end_mp4(folder / "moov-at-end.mp4", ffmpeg=ffmpeg),
+        "faststart": samples.make_faststart_mp4(folder / "faststart.mp4", ffmpeg=ffmpeg),
+        "mov_pcm": samples.make_mov_with_pcm_audio(folder / "pcm.MOV", ffmpeg=ffmpeg),
+        "truncated": samples.make_truncated_mp4(folder / "truncated.mp4", ffmpeg=ffmpeg),
+    }
+
+
+@pytest.fixture
+def clip(clip_library: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`clip(kind, relative_path)`: copy a sample clip to tmp_path/relative_path."""
+
+    def copy(kind: str, relative_path: str) -> Path:
+        target = tmp_path / "videos" / relative_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip_library[kind], target)
+        return target
+
+    return copy
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, to prove a source was not changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()

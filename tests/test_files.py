@@ -1,0 +1,66 @@
+"""Source checks and attempt folders: clear errors, and the source is never deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from upload_jobs.errors import ErrorKind, SourceEmpty, SourceMissing, SourceUnreadable, error_kind_for
+from upload_jobs.files import (
+    check_source_file,
+    create_attempt_work_dir,
+    format_megabytes,
+    remove_attempt_work_dir,
+)
+
+
+def test_missing_source_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "gone é.mp4"
+    with pytest.raises(SourceMissing) as caught:
+        check_source_file(missing)
+    assert str(caught.value) == f"Original video file not found: {missing}"
+    assert error_kind_for(caught.value) == ErrorKind.SOURCE_MISSING
+
+
+def test_empty_source(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    with pytest.raises(SourceEmpty, match="empty"):
+        check_source_file(empty)
+
+
+def test_folder_instead_of_file(tmp_path: Path) -> None:
+    folder = tmp_path / "x.mp4"
+    folder.mkdir()
+    with pytest.raises(SourceUnreadable, match="not a regular file"):
+        check_source_file(folder)
+
+
+def test_present_source_returns_size(tmp_path: Path) -> None:
+    video = tmp_path / "clip.MP4"
+    video.write_bytes(b"\0" * 1500)
+    assert check_source_file(str(video)) == 1500
+
+
+def test_megabytes_format() -> None:
+    assert format_megabytes(5 * 1024 * 1024 + 512 * 1024) == "5.50 MB"
+
+
+def test_attempt_folders_are_unique_and_removed(tmp_path: Path) -> None:
+    first = create_attempt_work_dir(tmp_path / "work", 7, 1)
+    second = create_attempt_work_dir(tmp_path / "work", 7, 1)
+    assert first != second
+    (first / "out.mp4").write_bytes(b"x")
+    assert remove_attempt_work_dir(first, tmp_path / "source.mp4")
+    assert not first.exists()
+    assert not remove_attempt_work_dir(first, tmp_path / "source.mp4")
+
+
+def test_cleanup_never_deletes_the_source(tmp_path: Path) -> None:
+    folder = create_attempt_work_dir(tmp_path / "work", 1, 1)
+    source = folder / "source.mp4"
+    source.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="contains the source video"):
+        remove_attempt_work_dir(folder, source)
+    assert source.read_bytes() == b"precious"

@@ -1,0 +1,184 @@
+"""`upload-jobs demo`: the whole product on one machine with no configuration at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from upload_jobs import presenters, samples
+from upload_jobs.database import dispose_engines
+from upload_jobs.files import format_megabytes
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.media import resolve_ffmpeg
+from upload_jobs.models import JobStatus
+from upload_jobs.mp4 import NotAnMp4, read_layout
+from upload_jobs.object_keys import object_key_for
+from upload_jobs.settings import get_settings
+from upload_jobs.spaces import ensure_bucket, make_s3_client
+from upload_jobs.store import JobStore
+
+DEMO_BUCKET = "demo-videos"
+SIMULATED_FAILURE = "Upload interrupted: connection reset by peer (simulated by the demo)"
+
+
+@dataclass(frozen=True)
+class DemoVideo:
+    """One sample job: how to make its file and how its retry should end."""
+
+    relative_path: str
+    make: Callable[[Path, str], Any] | None
+    expected_status: JobStatus
+    expected_optimized: bool
+    what: str
+
+
+DEMO_VIDEOS = [
+    DemoVideo("recordings/moov-at-end.mp4", lambda p, f: samples.make_moov_at_end_mp4(p, ffmpeg=f),
+              JobStatus.COMPLETED, True, "H.264/AAC, index at the end: remuxed to faststart"),
+    DemoVideo("recordings/already-faststart.mp4",
+              lambda p, f: samples.make_faststart_mp4(p, ffmpeg=f),
+              JobStatus.COMPLETED, True, "already stream-ready: uploaded byte-identical"),
+    DemoVideo("recordings/x.mp4s/Camera Roll é.MOV",
+              lambda p, f: samples.make_mov_with_pcm_audio(p, ffmpeg=f),
+              JobStatus.COMPLETED, True, "QuickTime with PCM audio: audio re-encoded to AAC"),
+    DemoVideo("recordings/truncated.mp4", lambda p, f: samples.make_truncated_mp4(p, ffmpeg=f),
+              JobStatus.COMPLETED, False, "cut off mid-file: falls back to the original"),
+    DemoVideo("recordings/empty.mp4", lambda p, f: samples.make_empty_file(p),
+              JobStatus.FAILED, False, "0 bytes: fails with source_empty"),
+    DemoVideo("recordings/deleted.mp4", None,
+              JobStatus.FAILED, False, "missing on disk: fails with source_missing"),
+]
+
+
+@contextmanager
+def _demo_environment(root: Path, endpoint_url: str) -> Iterator[None]:
+    """Point every setting at the demo's own database, work dir and local S3 server."""
+    values = {
+        "UPLOAD_JOBS_DATABASE_URL": f"sqlite:///{root / 'demo-jobs.db'}",
+        "UPLOAD_JOBS_WORK_DIR": str(root / "work"),
+        "UPLOAD_JOBS_ENDPOINT_URL": endpoint_url,
+        "UPLOAD_JOBS_BUCKET": DEMO_BUCKET,
+        "UPLOAD_JOBS_PUBLIC_BASE_URL": f"{endpoint_url}/{DEMO_BUCKET}",
+        "UPLOAD_JOBS_UPLOAD_RETRY_DELAY_SECONDS": "0.5",
+        # The local server takes any credentials; these keep real ones out of the demo.
+        "AWS_ACCESS_KEY_ID": "demo-access-key",
+        "AWS_SECRET_ACCESS_KEY": "demo-secret-key",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+        dispose_engines()
+
+
+def _layout_name(path: Path) -> str:
+    try:
+        layout = read_layout(path)
+    except NotAnMp4:
+        return "not an MP4"
+    if layout.truncated:
+        return "truncated"
+    if layout.fragmented:
+        return "fragmented"
+    return "faststart (moov first)" if layout.is_faststart else "moov at end"
+
+
+def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
+    settings = get_settings()
+    client = make_s3_client(settings)
+    table = Table(title=f"Objects in s3://{settings.bucket} (local server {settings.endpoint_url})")
+    for column in ("KEY", "SIZE", "CONTENT-TYPE", "LAYOUT"):
+        table.add_column(column)
+    rows: list[dict[str, Any]] = []
+    listing = client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])
+    for entry in listing:
+        key = entry["Key"]
+        local = root / "downloaded" / key
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(settings.bucket, key, str(local))
+        content_type = client.head_object(Bucket=settings.bucket, Key=key)["ContentType"]
+        row = {"key": key, "size_bytes": entry["Size"], "content_type": content_type,
+               "layout": _layout_name(local)}
+        rows.append(row)
+        table.add_row(key, format_megabytes(entry["Size"]), content_type, row["layout"])
+    return table, rows
+
+
+def run_demo(console: Console, json_output: bool = False) -> int:
+    """Run the demo end to end; 0 when every job ended as expected."""
+    from flows.runs import run_retry_flow
+
+    say = (lambda *_: None) if json_output else console.print
+    with tempfile.TemporaryDirectory(prefix="upload-jobs-demo-") as tmp, LocalS3Server() as s3:
+        root = Path(tmp)
+        with _demo_environment(root, s3.endpoint_url):
+            settings = get_settings()
+            ffmpeg = resolve_ffmpeg(settings.ffmpeg)
+            say(f"[bold]upload-jobs demo[/bold]: local S3 server at {s3.endpoint_url}, "
+                f"job database in {root}, ffmpeg {ffmpeg}")
+            ensure_bucket(make_s3_client(settings), settings.bucket)
+            store = JobStore(settings.database_url)
+            expected: dict[int, DemoVideo] = {}
+            for video in DEMO_VIDEOS:
+                path = root / video.relative_path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if video.make is not None:
+                    video.make(path, ffmpeg)
+                job = store.add_job(str(path), object_key_for(path, settings.key_prefix),
+                                    status=JobStatus.FAILED, last_error=SIMULATED_FAILURE)
+                assert job.id is not None
+                expected[job.id] = video
+            say(f"Registered {len(expected)} failed upload jobs; retrying each as a Prefect "
+                "flow run (claim, check, optimize, measure, upload, mark, clean up)...")
+            surprises: list[str] = []
+            for job_id, video in expected.items():
+                started = time.perf_counter()
+                with console.status(f"Retrying job {job_id}: {video.relative_path}"):
+                    outcome = run_retry_flow(job_id)
+                colour = "green" if outcome.succeeded else "yellow"
+                say(f"  job {job_id} ({video.what}) -> [{colour}]{outcome.message}[/{colour}] "
+                    f"in {time.perf_counter() - started:.1f} s", highlight=False)
+                job = outcome.job
+                if (job.status, job.optimized_for_streaming) != (
+                    video.expected_status, video.expected_optimized
+                ):
+                    surprises.append(f"job {job_id} ended {job.status}, "
+                                     f"optimized={job.optimized_for_streaming}")
+            jobs = store.list_jobs()
+            objects_table, objects = _objects_table(root)
+            leftovers = [p for p in Path(settings.work_dir).rglob("*") if p.is_file()]
+            if leftovers:
+                surprises.append(f"temp files left behind: {leftovers}")
+            if json_output:
+                presenters.print_json(console, {
+                    "ok": not surprises, "surprises": surprises, "objects": objects,
+                    "jobs": [presenters.job_as_dict(job) for job in jobs]})
+            else:
+                console.print(presenters.jobs_table(sorted(jobs, key=lambda j: j.id or 0)))
+                console.print(objects_table)
+                for surprise in surprises:
+                    console.print(f"[red]Unexpected:[/red] {surprise}")
+                if not surprises:
+                    console.print("[green]Demo finished: every job ended as expected.[/green] "
+                                  "Run it against your own Spaces bucket: see README "
+                                  "'Configuration'; see each step in the Prefect UI with "
+                                  "`uv run prefect server start`.")
+    return 0 if not surprises else 1

@@ -1,0 +1,65 @@
+"""The source file's checks and the per-attempt work folder (never touching the source)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from upload_jobs.errors import SourceEmpty, SourceMissing, SourceUnreadable
+
+MEGABYTE = 1024 * 1024
+
+
+def check_source_file(path: str | Path) -> int:
+    """The source video's size in bytes; `SourceMissing`, `SourceEmpty` or `SourceUnreadable`."""
+    source = Path(path)
+    try:
+        stat = source.stat()
+    except FileNotFoundError:
+        raise SourceMissing(str(path)) from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    if not source.is_file():
+        raise SourceUnreadable(f"Original video path is not a regular file: {path}")
+    if stat.st_size == 0:
+        raise SourceEmpty(str(path))
+    try:
+        with source.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    return stat.st_size
+
+
+def _unreadable(path: str | Path, exc: OSError) -> SourceUnreadable:
+    return SourceUnreadable(f"Original video file cannot be read: {path} ({exc.strerror})")
+
+
+def file_size_bytes(path: str | Path) -> int:
+    """The size of the file about to be uploaded."""
+    return Path(path).stat().st_size
+
+
+def format_megabytes(size_bytes: int) -> str:
+    """A size as people read it in logs: `12.34 MB` (MiB, as most tools print)."""
+    return f"{size_bytes / MEGABYTE:.2f} MB"
+
+
+def create_attempt_work_dir(work_dir: Path, job_id: int, attempt_number: int) -> Path:
+    """A fresh folder for one attempt's temp files, so cleanup can remove all of them at once."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    folder = work_dir / f"job-{job_id}-attempt-{attempt_number}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
+
+
+def remove_attempt_work_dir(folder: Path, source_path: str | Path) -> bool:
+    """Delete an attempt's folder; refuses a folder that holds the source video itself."""
+    if not folder.exists():
+        return False
+    source = Path(source_path).resolve()
+    if source.is_relative_to(folder.resolve()):
+        raise ValueError(f"Refusing to delete {folder}: it contains the source video {source}")
+    shutil.rmtree(folder)
+    return True

@@ -1,0 +1,97 @@
+"""SQLModel tables `upload_job` and `upload_attempt` (a contract: outside checks read them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, String, Text
+from sqlmodel import Field, SQLModel
+
+
+class JobStatus(StrEnum):
+    """Where an upload job stands."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class AttemptOutcome(StrEnum):
+    """How one run of a job ended."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (SQLite hands it back naive; see `as_utc`)."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Attach UTC to a naive datetime read back from SQLite; PostgreSQL keeps the zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _timestamp(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class UploadJob(SQLModel, table=True):
+    """One video to get onto Spaces, retried until it is there or gives a clear reason."""
+
+    __tablename__ = "upload_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_path: str = Field(sa_column=Column(Text, nullable=False))
+    object_key: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(
+        default=JobStatus.PENDING, sa_column=Column(String(16), nullable=False, index=True)
+    )
+    attempts: int = Field(default=0, nullable=False)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, sa_column=Column(String(32)))
+    optimized_for_streaming: bool = Field(default=False, nullable=False)
+    optimization_preset: str | None = Field(default=None, sa_column=Column(String(16)))
+    source_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    uploaded_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    public_url: str | None = Field(default=None, sa_column=Column(Text))
+    etag: str | None = Field(default=None, sa_column=Column(String(128)))
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(255)))
+    lease_expires_at: datetime | None = _timestamp()
+    next_attempt_at: datetime | None = _timestamp()
+    created_at: datetime | None = _timestamp(nullable=False)
+    updated_at: datetime | None = _timestamp(nullable=False)
+    completed_at: datetime | None = _timestamp()
+
+
+class UploadAttempt(SQLModel, table=True):
+    """One run of a job: which flow run, how long each step took, what happened."""
+
+    __tablename__ = "upload_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="upload_job.id", index=True, nullable=False)
+    attempt_number: int = Field(nullable=False)
+    flow_run_id: str | None = Field(default=None, sa_column=Column(String(64)))
+    lease_owner: str | None = Field(default=None, sa_column=Column(String(255)))
+    outcome: str = Field(
+        default=AttemptOutcome.RUNNING, sa_column=Column(String(16), nullable=False)
+    )
+    optimized: bool = Field(default=False, nullable=False)
+    optimization_preset: str | None = Field(default=None, sa_column=Column(String(16)))
+    fallback_reason: str | None = Field(default=None, sa_column=Column(Text))
+    skipped_existing_object: bool = Field(default=False, nullable=False)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    error_kind: str | None = Field(default=None, sa_column=Column(String(32)))
+    source_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    uploaded_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    started_at: datetime | None = _timestamp(nullable=False)
+    finished_at: datetime | None = _timestamp()

@@ -1,0 +1,117 @@
+"""How jobs and attempts look to people (rich tables) and to scripts (JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from upload_jobs.files import format_megabytes
+from upload_jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+
+STATUS_STYLES = {
+    JobStatus.PENDING: "yellow",
+    JobStatus.IN_PROGRESS: "cyan",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+}
+
+
+def job_as_dict(job: UploadJob) -> dict[str, Any]:
+    """A job as JSON-ready data, timestamps in UTC ISO 8601."""
+    data = job.model_dump(mode="json")
+    for name in ("lease_expires_at", "next_attempt_at", "created_at", "updated_at", "completed_at"):
+        moment = as_utc(getattr(job, name))
+        data[name] = moment.isoformat() if moment else None
+    return data
+
+
+def attempt_as_dict(attempt: UploadAttempt) -> dict[str, Any]:
+    """An attempt as JSON-ready data, timestamps in UTC ISO 8601."""
+    data = attempt.model_dump(mode="json")
+    for name in ("started_at", "finished_at"):
+        moment = as_utc(getattr(attempt, name))
+        data[name] = moment.isoformat() if moment else None
+    return data
+
+
+def print_json(console: Console, payload: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colour codes."""
+    console.print_json(json.dumps(payload, ensure_ascii=False), highlight=False)
+
+
+def _size(size: int | None) -> str:
+    return format_megabytes(size) if size is not None else "-"
+
+
+def _status(status: str) -> str:
+    style = STATUS_STYLES.get(JobStatus(status), "white")
+    return f"[{style}]{status}[/{style}]"
+
+
+def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> Table:
+    """The jobs list with an OPTIMIZED column, as `upload-jobs list` prints it."""
+    table = Table(title=title, show_lines=False, expand=False)
+    table.add_column("ID", justify="right")
+    table.add_column("STATUS")
+    table.add_column("OPTIMIZED", justify="center")
+    table.add_column("FILE", overflow="fold", max_width=40)
+    table.add_column("SIZE", justify="right")
+    table.add_column("TRIES", justify="right")
+    table.add_column("RESULT", overflow="fold", max_width=60)
+    for job in jobs:
+        optimized = "[green]yes[/green]" if job.optimized_for_streaming else "no"
+        result = job.public_url if job.status == JobStatus.COMPLETED else (job.last_error or "")
+        if job.error_kind and job.status == JobStatus.FAILED:
+            result = f"[red]{job.error_kind}[/red]: {result}"
+        table.add_row(
+            str(job.id),
+            _status(job.status),
+            optimized,
+            job.source_path,
+            _size(job.uploaded_size_bytes or job.source_size_bytes),
+            str(job.attempts),
+            result or "",
+        )
+    return table
+
+
+def job_details_table(job: UploadJob) -> Table:
+    """Every field of one job, as `upload-jobs show` prints it."""
+    table = Table(title=f"Upload job {job.id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in job_as_dict(job).items():
+        shown = _status(value) if name == "status" else ("" if value is None else str(value))
+        table.add_row(name, shown)
+    return table
+
+
+def attempts_table(attempts: list[UploadAttempt]) -> Table:
+    """A job's attempt history: outcome, optimization or fallback, timings, error."""
+    table = Table(title="Attempts")
+    table.add_column("#", justify="right")
+    table.add_column("OUTCOME")
+    table.add_column("OPTIMIZED", justify="center")
+    table.add_column("STARTED (UTC)")
+    table.add_column("STEPS (s)", overflow="fold")
+    table.add_column("NOTE", overflow="fold", max_width=60)
+    for attempt in attempts:
+        started = as_utc(attempt.started_at)
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in (attempt.step_seconds or {}).items())
+        note = attempt.error or (
+            f"fallback: {attempt.fallback_reason}" if attempt.fallback_reason else ""
+        )
+        if attempt.skipped_existing_object:
+            note = (note + " " if note else "") + "(object already in bucket, not re-uploaded)"
+        table.add_row(
+            str(attempt.attempt_number),
+            attempt.outcome,
+            "yes" if attempt.optimized else "no",
+            f"{started:%Y-%m-%d %H:%M:%S}" if started else "",
+            steps,
+            note,
+        )
+    return table

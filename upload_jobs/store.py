@@ -1,0 +1,281 @@
+"""The job table's operations: add, read, the atomic claim and the state transitions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from upload_jobs.database import session_for
+from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
+from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
+
+CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
+# Backoff before a failed job is due again: 1 min, 2 min, 4 min ... capped at 1 h.
+RETRY_BACKOFF_BASE = timedelta(minutes=1)
+RETRY_BACKOFF_CAP = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a runner holds after a successful claim: the job's inputs and its lease."""
+
+    job_id: int
+    source_path: str
+    object_key: str
+    attempt_number: int
+    attempt_id: int
+    lease_owner: str
+    lease_expires_at: datetime
+
+
+@dataclass
+class CompletedUpload:
+    """What a successful run stores on its job and attempt."""
+
+    public_url: str
+    etag: str
+    source_size_bytes: int
+    uploaded_size_bytes: int
+    optimized: bool
+    optimization_preset: str
+    fallback_reason: str | None = None
+    skipped_existing_object: bool = False
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FailedUpload:
+    """What a failed run stores on its job and attempt."""
+
+    error: str
+    error_kind: ErrorKind
+    source_size_bytes: int | None = None
+    optimized: bool = False
+    fallback_reason: str | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def new_lease_owner(flow_run_id: str | None = None) -> str:
+    """A lease owner naming this host and process, and the flow run when there is one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{flow_run_id or uuid.uuid4().hex[:12]}"
+
+
+def retry_backoff(attempts: int) -> timedelta:
+    """How long a job that failed `attempts` times waits before it is due again."""
+    exponent = max(0, min(attempts - 1, 20))
+    return min(RETRY_BACKOFF_BASE * (2**exponent), RETRY_BACKOFF_CAP)
+
+
+class JobStore:
+    """Jobs and attempts in the database at `database_url`."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def add_job(
+        self,
+        source_path: str,
+        object_key: str,
+        status: JobStatus = JobStatus.PENDING,
+        last_error: str | None = None,
+    ) -> UploadJob:
+        """Register a video to upload; returns the stored job with its id."""
+        now = utcnow()
+        job = UploadJob(
+            source_path=source_path,
+            object_key=object_key,
+            status=status,
+            last_error=last_error,
+            created_at=now,
+            updated_at=now,
+        )
+        with session_for(self.database_url) as session:
+            session.add(job)
+            session.commit()
+            session.refresh(job)
+        return job
+
+    def get_job(self, job_id: int) -> UploadJob:
+        """The job with this id, or `JobNotFound`."""
+        with session_for(self.database_url) as session:
+            job = session.get(UploadJob, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 1000) -> list[UploadJob]:
+        """Jobs, newest first, optionally only those with `status`."""
+        query = select(UploadJob).order_by(col(UploadJob.id).desc()).limit(limit)
+        if status is not None:
+            query = query.where(UploadJob.status == status)
+        with session_for(self.database_url) as session:
+            return list(session.exec(query).all())
+
+    def count_jobs_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        query = select(UploadJob.status, func.count()).group_by(UploadJob.status)
+        with session_for(self.database_url) as session:
+            return {status: count for status, count in session.exec(query).all()}
+
+    def list_attempts(self, job_id: int) -> list[UploadAttempt]:
+        """A job's attempts, oldest first."""
+        query = (
+            select(UploadAttempt)
+            .where(UploadAttempt.job_id == job_id)
+            .order_by(col(UploadAttempt.attempt_number))
+        )
+        with session_for(self.database_url) as session:
+            return list(session.exec(query).all())
+
+    def claim_job(
+        self,
+        job_id: int,
+        lease_owner: str,
+        lease: timedelta,
+        flow_run_id: str | None = None,
+    ) -> ClaimedJob:
+        """Take the job for one run: a single conditional UPDATE, so only one runner wins."""
+        now = utcnow()
+        expires = now + lease
+        claim = (
+            update(UploadJob)
+            .where(col(UploadJob.id) == job_id)
+            .where(col(UploadJob.status).in_(CLAIMABLE_STATUSES))
+            .values(
+                status=JobStatus.IN_PROGRESS,
+                lease_owner=lease_owner,
+                lease_expires_at=expires,
+                attempts=UploadJob.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            won = session.connection().execute(claim).rowcount == 1
+            if not won:
+                session.rollback()
+                raise self._why_not_claimable(job_id)
+            job = session.get(UploadJob, job_id)
+            assert job is not None and job.id is not None
+            attempt = UploadAttempt(
+                job_id=job.id,
+                attempt_number=job.attempts,
+                flow_run_id=flow_run_id,
+                lease_owner=lease_owner,
+                started_at=now,
+            )
+            session.add(attempt)
+            session.commit()
+            assert attempt.id is not None
+            return ClaimedJob(
+                job_id=job.id,
+                source_path=job.source_path,
+                object_key=job.object_key,
+                attempt_number=attempt.attempt_number,
+                attempt_id=attempt.id,
+                lease_owner=lease_owner,
+                lease_expires_at=expires,
+            )
+
+    def _why_not_claimable(self, job_id: int) -> Exception:
+        job = self.get_job(job_id)
+        if job.status == JobStatus.COMPLETED:
+            return JobNotClaimable(f"Upload job {job_id} is already completed")
+        expires = as_utc(job.lease_expires_at)
+        until = f" until {expires:%Y-%m-%d %H:%M:%S} UTC" if expires else ""
+        return JobNotClaimable(
+            f"Upload job {job_id} is already in progress (held by {job.lease_owner}{until})"
+        )
+
+    def mark_completed(self, claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
+        """Record a successful run: the job becomes completed, its lease released."""
+        now = utcnow()
+        job_values: dict[str, Any] = {
+            "status": JobStatus.COMPLETED,
+            "last_error": None,
+            "error_kind": None,
+            "optimized_for_streaming": upload.optimized,
+            "optimization_preset": upload.optimization_preset,
+            "source_size_bytes": upload.source_size_bytes,
+            "uploaded_size_bytes": upload.uploaded_size_bytes,
+            "public_url": upload.public_url,
+            "etag": upload.etag,
+            "next_attempt_at": None,
+            "completed_at": now,
+        }
+        attempt_values: dict[str, Any] = {
+            "outcome": AttemptOutcome.COMPLETED,
+            "optimized": upload.optimized,
+            "optimization_preset": upload.optimization_preset,
+            "fallback_reason": upload.fallback_reason,
+            "skipped_existing_object": upload.skipped_existing_object,
+            "source_size_bytes": upload.source_size_bytes,
+            "uploaded_size_bytes": upload.uploaded_size_bytes,
+            "step_seconds": upload.step_seconds,
+        }
+        return self._finish(claim, job_values, attempt_values, now)
+
+    def mark_failed(self, claim: ClaimedJob, failure: FailedUpload) -> UploadJob:
+        """Record a failed run: the job becomes failed with a reason and a next due time."""
+        now = utcnow()
+        job_values: dict[str, Any] = {
+            "status": JobStatus.FAILED,
+            "last_error": failure.error,
+            "error_kind": failure.error_kind,
+            "optimized_for_streaming": False,
+            "next_attempt_at": now + retry_backoff(claim.attempt_number),
+        }
+        if failure.source_size_bytes is not None:
+            job_values["source_size_bytes"] = failure.source_size_bytes
+        attempt_values: dict[str, Any] = {
+            "outcome": AttemptOutcome.FAILED,
+            "error": failure.error,
+            "error_kind": failure.error_kind,
+            "optimized": failure.optimized,
+            "fallback_reason": failure.fallback_reason,
+            "source_size_bytes": failure.source_size_bytes,
+            "step_seconds": failure.step_seconds,
+        }
+        return self._finish(claim, job_values, attempt_values, now)
+
+    def _finish(
+        self,
+        claim: ClaimedJob,
+        job_values: dict[str, Any],
+        attempt_values: dict[str, Any],
+        now: datetime,
+    ) -> UploadJob:
+        # Only the lease holder may finish the job: a runner whose lease was reaped and taken
+        # over must not overwrite the newer run's outcome.
+        finish_job = (
+            update(UploadJob)
+            .where(col(UploadJob.id) == claim.job_id)
+            .where(col(UploadJob.status) == JobStatus.IN_PROGRESS)
+            .where(col(UploadJob.lease_owner) == claim.lease_owner)
+            .values(lease_owner=None, lease_expires_at=None, updated_at=now, **job_values)
+            .execution_options(synchronize_session=False)
+        )
+        finish_attempt = (
+            update(UploadAttempt)
+            .where(col(UploadAttempt.id) == claim.attempt_id)
+            .values(finished_at=now, **attempt_values)
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            connection = session.connection()
+            if connection.execute(finish_job).rowcount != 1:
+                session.rollback()
+                raise JobNotClaimable(
+                    f"Upload job {claim.job_id} is no longer held by this run "
+                    f"({claim.lease_owner}); its outcome was not recorded"
+                )
+            connection.execute(finish_attempt)
+            session.commit()
+        return self.get_job(claim.job_id)

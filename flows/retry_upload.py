@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
-from upload_jobs.spaces import public_url
 
 from tasks.files import check_source_file, cleanup_temp_file, measure_file_size
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
@@ -15,6 +14,7 @@ from upload_jobs.errors import error_kind_for
 from upload_jobs.files import create_attempt_work_dir
 from upload_jobs.models import UploadJob
 from upload_jobs.settings import get_settings
+from upload_jobs.spaces import public_url
 from upload_jobs.store import CompletedUpload, FailedUpload
 from upload_jobs.timing import StepTimer
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.retry_upload import retry_upload_job
 from upload_jobs.errors import JobNotClaimable
@@ -53,3 +58,23 @@ def _completed_message(store: JobStore, job: UploadJob) -> str:
             f"(uploaded the original file: {reason})"
         )
     return f"Upload job {job.id} retried (streaming optimization is off: preset none)"
+
+
+@contextmanager
+def prefect_console_muted() -> Iterator[None]:
+    """Keep Prefect's run logs off the terminal (they still reach the Prefect UI)."""
+    handlers = {
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    }
+    levels = {handler: handler.level for handler in handlers}
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for handler, level in levels.items():
+            handler.setLevel(level)

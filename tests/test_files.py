@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from upload_jobs.errors import ErrorKind, SourceEmpty, SourceMissing, SourceUnreadable, error_kind_for
+from upload_jobs.errors import (
+    ErrorKind,
+    SourceEmpty,
+    SourceMissing,
+    SourceUnreadable,
+    error_kind_for,
+)
 from upload_jobs.files import (
     check_source_file,
     create_attempt_work_dir,

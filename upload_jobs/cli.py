@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from upload_jobs import presenters
@@ -41,7 +42,7 @@ def _fail(message: str, code: int, json_output: bool, **extra: object) -> NoRetu
     if json_output:
         presenters.print_json(console, {"error": message, **extra})
     else:
-        err_console.print(f"[red]Error:[/red] {message}", highlight=False)
+        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -102,7 +103,10 @@ def add(
         if json_output:
             presenters.print_json(console, presenters.job_as_dict(job))
             return
-        console.print(f"Added upload job {job.id}: {source} -> {object_key}", highlight=False)
+        console.print(
+            f"Added upload job {job.id}: {escape(str(source))} -> {escape(object_key)}",
+            highlight=False,
+        )
         console.print(f"Next: [bold]upload-jobs retry {job.id}[/bold]")
 
 
@@ -168,9 +172,9 @@ def retry(
                 },
             )
         elif outcome.succeeded:
-            console.print(f"[green]{outcome.message}[/green]", highlight=False)
+            console.print(f"[green]{escape(outcome.message)}[/green]", highlight=False)
         else:
-            err_console.print(f"[red]{outcome.message}[/red]", highlight=False)
+            err_console.print(f"[red]{escape(outcome.message)}[/red]", highlight=False)
         raise typer.Exit(0 if outcome.succeeded else EXIT_FAILED)
 
 
@@ -193,7 +197,9 @@ def db_upgrade(json_output: JsonOption = False) -> None:
         if json_output:
             presenters.print_json(console, {"database": redacted_url(url), "schema": "current"})
             return
-        console.print(f"Job database {redacted_url(url)} is at the newest schema.", highlight=False)
+        console.print(
+            f"Job database {escape(redacted_url(url))} is at the newest schema.", highlight=False
+        )
 
 
 if __name__ == "__main__":

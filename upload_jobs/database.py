@@ -96,13 +96,22 @@ def _file_lock(engine: Engine) -> Iterator[None]:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the one writer; the busy timeout makes concurrent claims wait
-    # for the write lock instead of failing with "database is locked".
+    # The driver must not open transactions on its own: `_begin_immediately` does it.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout makes concurrent claims wait for the write lock instead of failing;
+    # WAL lets readers run beside the one writer.
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _begin_immediately(connection: Connection) -> None:
+    # A deferred transaction that reads and then writes gets SQLITE_BUSY at once, without
+    # waiting, when another process wrote in between (WAL snapshot rule). Taking the write
+    # lock at BEGIN makes every writer queue behind the busy timeout instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_job_engine(url: str) -> Engine:
@@ -119,6 +128,7 @@ def create_job_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "begin", _begin_immediately)
     return engine
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from upload_jobs import presenters, samples
@@ -42,20 +43,48 @@ class DemoVideo:
 
 
 DEMO_VIDEOS = [
-    DemoVideo("recordings/moov-at-end.mp4", lambda p, f: samples.make_moov_at_end_mp4(p, ffmpeg=f),
-              JobStatus.COMPLETED, True, "H.264/AAC, index at the end: remuxed to faststart"),
-    DemoVideo("recordings/already-faststart.mp4",
-              lambda p, f: samples.make_faststart_mp4(p, ffmpeg=f),
-              JobStatus.COMPLETED, True, "already stream-ready: uploaded byte-identical"),
-    DemoVideo("recordings/x.mp4s/Camera Roll é.MOV",
-              lambda p, f: samples.make_mov_with_pcm_audio(p, ffmpeg=f),
-              JobStatus.COMPLETED, True, "QuickTime with PCM audio: audio re-encoded to AAC"),
-    DemoVideo("recordings/truncated.mp4", lambda p, f: samples.make_truncated_mp4(p, ffmpeg=f),
-              JobStatus.COMPLETED, False, "cut off mid-file: falls back to the original"),
-    DemoVideo("recordings/empty.mp4", lambda p, f: samples.make_empty_file(p),
-              JobStatus.FAILED, False, "0 bytes: fails with source_empty"),
-    DemoVideo("recordings/deleted.mp4", None,
-              JobStatus.FAILED, False, "missing on disk: fails with source_missing"),
+    DemoVideo(
+        "recordings/moov-at-end.mp4",
+        lambda p, f: samples.make_moov_at_end_mp4(p, ffmpeg=f),
+        JobStatus.COMPLETED,
+        True,
+        "H.264/AAC, index at the end: remuxed to faststart",
+    ),
+    DemoVideo(
+        "recordings/already-faststart.mp4",
+        lambda p, f: samples.make_faststart_mp4(p, ffmpeg=f),
+        JobStatus.COMPLETED,
+        True,
+        "already stream-ready: uploaded byte-identical",
+    ),
+    DemoVideo(
+        "recordings/x.mp4s/Camera Roll é.MOV",
+        lambda p, f: samples.make_mov_with_pcm_audio(p, ffmpeg=f),
+        JobStatus.COMPLETED,
+        True,
+        "QuickTime with PCM audio: audio re-encoded to AAC",
+    ),
+    DemoVideo(
+        "recordings/truncated.mp4",
+        lambda p, f: samples.make_truncated_mp4(p, ffmpeg=f),
+        JobStatus.COMPLETED,
+        False,
+        "cut off mid-file: falls back to the original",
+    ),
+    DemoVideo(
+        "recordings/empty.mp4",
+        lambda p, f: samples.make_empty_file(p),
+        JobStatus.FAILED,
+        False,
+        "0 bytes: fails with source_empty",
+    ),
+    DemoVideo(
+        "recordings/deleted.mp4",
+        None,
+        JobStatus.FAILED,
+        False,
+        "missing on disk: fails with source_missing",
+    ),
 ]
 
 
@@ -101,6 +130,12 @@ def _layout_name(path: Path) -> str:
     return "faststart (moov first)" if layout.is_faststart else "moov at end"
 
 
+def _steps_line(store: JobStore, job_id: int) -> str:
+    attempts = store.list_attempts(job_id)
+    steps = attempts[-1].step_seconds or {} if attempts else {}
+    return "steps: " + " -> ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items())
+
+
 def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
     settings = get_settings()
     client = make_s3_client(settings)
@@ -115,25 +150,36 @@ def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
         local.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(settings.bucket, key, str(local))
         content_type = client.head_object(Bucket=settings.bucket, Key=key)["ContentType"]
-        row = {"key": key, "size_bytes": entry["Size"], "content_type": content_type,
-               "layout": _layout_name(local)}
-        rows.append(row)
-        table.add_row(key, format_megabytes(entry["Size"]), content_type, row["layout"])
+        layout = _layout_name(local)
+        rows.append(
+            {
+                "key": key,
+                "size_bytes": entry["Size"],
+                "content_type": content_type,
+                "layout": layout,
+            }
+        )
+        table.add_row(escape(key), format_megabytes(entry["Size"]), content_type, layout)
     return table, rows
 
 
 def run_demo(console: Console, json_output: bool = False) -> int:
     """Run the demo end to end; 0 when every job ended as expected."""
-    from flows.runs import run_retry_flow
+    from flows.runs import prefect_console_muted, run_retry_flow
 
-    say = (lambda *_: None) if json_output else console.print
+    def say(message: str) -> None:
+        if not json_output:
+            console.print(message, highlight=False)
+
     with tempfile.TemporaryDirectory(prefix="upload-jobs-demo-") as tmp, LocalS3Server() as s3:
         root = Path(tmp)
         with _demo_environment(root, s3.endpoint_url):
             settings = get_settings()
             ffmpeg = resolve_ffmpeg(settings.ffmpeg)
-            say(f"[bold]upload-jobs demo[/bold]: local S3 server at {s3.endpoint_url}, "
-                f"job database in {root}, ffmpeg {ffmpeg}")
+            say(
+                f"[bold]upload-jobs demo[/bold]: local S3 server at {s3.endpoint_url}, "
+                f"job database in {root}, ffmpeg {ffmpeg}"
+            )
             ensure_bucket(make_s3_client(settings), settings.bucket)
             store = JobStore(settings.database_url)
             expected: dict[int, DemoVideo] = {}
@@ -142,43 +188,66 @@ def run_demo(console: Console, json_output: bool = False) -> int:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if video.make is not None:
                     video.make(path, ffmpeg)
-                job = store.add_job(str(path), object_key_for(path, settings.key_prefix),
-                                    status=JobStatus.FAILED, last_error=SIMULATED_FAILURE)
+                job = store.add_job(
+                    str(path),
+                    object_key_for(path, settings.key_prefix),
+                    status=JobStatus.FAILED,
+                    last_error=SIMULATED_FAILURE,
+                )
                 assert job.id is not None
                 expected[job.id] = video
-            say(f"Registered {len(expected)} failed upload jobs; retrying each as a Prefect "
-                "flow run (claim, check, optimize, measure, upload, mark, clean up)...")
+            say(
+                f"Registered {len(expected)} failed upload jobs; retrying each as a Prefect "
+                "flow run (claim, check, optimize, measure, upload, mark, clean up)..."
+            )
             surprises: list[str] = []
             for job_id, video in expected.items():
                 started = time.perf_counter()
-                with console.status(f"Retrying job {job_id}: {video.relative_path}"):
+                with (
+                    console.status(f"Retrying job {job_id}: {escape(video.relative_path)}"),
+                    prefect_console_muted(),
+                ):
                     outcome = run_retry_flow(job_id)
                 colour = "green" if outcome.succeeded else "yellow"
-                say(f"  job {job_id} ({video.what}) -> [{colour}]{outcome.message}[/{colour}] "
-                    f"in {time.perf_counter() - started:.1f} s", highlight=False)
+                say(
+                    f"[bold]job {job_id}[/bold] {escape(video.relative_path)}: {video.what}\n"
+                    f"  [{colour}]{escape(outcome.message)}[/{colour}]\n"
+                    f"  {_steps_line(store, job_id)}; "
+                    f"{time.perf_counter() - started:.1f} s in all"
+                )
                 job = outcome.job
                 if (job.status, job.optimized_for_streaming) != (
-                    video.expected_status, video.expected_optimized
+                    video.expected_status,
+                    video.expected_optimized,
                 ):
-                    surprises.append(f"job {job_id} ended {job.status}, "
-                                     f"optimized={job.optimized_for_streaming}")
+                    surprises.append(
+                        f"job {job_id} ended {job.status}, optimized={job.optimized_for_streaming}"
+                    )
             jobs = store.list_jobs()
             objects_table, objects = _objects_table(root)
             leftovers = [p for p in Path(settings.work_dir).rglob("*") if p.is_file()]
             if leftovers:
                 surprises.append(f"temp files left behind: {leftovers}")
             if json_output:
-                presenters.print_json(console, {
-                    "ok": not surprises, "surprises": surprises, "objects": objects,
-                    "jobs": [presenters.job_as_dict(job) for job in jobs]})
+                presenters.print_json(
+                    console,
+                    {
+                        "ok": not surprises,
+                        "surprises": surprises,
+                        "objects": objects,
+                        "jobs": [presenters.job_as_dict(job) for job in jobs],
+                    },
+                )
             else:
                 console.print(presenters.jobs_table(sorted(jobs, key=lambda j: j.id or 0)))
                 console.print(objects_table)
                 for surprise in surprises:
                     console.print(f"[red]Unexpected:[/red] {surprise}")
                 if not surprises:
-                    console.print("[green]Demo finished: every job ended as expected.[/green] "
-                                  "Run it against your own Spaces bucket: see README "
-                                  "'Configuration'; see each step in the Prefect UI with "
-                                  "`uv run prefect server start`.")
+                    console.print(
+                        "[green]Demo finished: every job ended as expected.[/green] "
+                        "Run it against your own Spaces bucket: see README "
+                        "'Configuration'; see each step in the Prefect UI with "
+                        "`uv run prefect server start`."
+                    )
     return 0 if not surprises else 1

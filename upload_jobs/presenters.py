@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from upload_jobs.files import format_megabytes
@@ -57,20 +59,22 @@ def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> Table:
     table.add_column("ID", justify="right")
     table.add_column("STATUS")
     table.add_column("OPTIMIZED", justify="center")
-    table.add_column("FILE", overflow="fold", max_width=40)
+    table.add_column("FILE", overflow="fold", max_width=32)
     table.add_column("SIZE", justify="right")
     table.add_column("TRIES", justify="right")
     table.add_column("RESULT", overflow="fold", max_width=60)
     for job in jobs:
         optimized = "[green]yes[/green]" if job.optimized_for_streaming else "no"
-        result = job.public_url if job.status == JobStatus.COMPLETED else (job.last_error or "")
+        result = escape(
+            (job.public_url if job.status == JobStatus.COMPLETED else job.last_error) or ""
+        )
         if job.error_kind and job.status == JobStatus.FAILED:
             result = f"[red]{job.error_kind}[/red]: {result}"
         table.add_row(
             str(job.id),
             _status(job.status),
             optimized,
-            job.source_path,
+            escape(Path(job.source_path).name),
             _size(job.uploaded_size_bytes or job.source_size_bytes),
             str(job.attempts),
             result or "",
@@ -84,7 +88,9 @@ def job_details_table(job: UploadJob) -> Table:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in job_as_dict(job).items():
-        shown = _status(value) if name == "status" else ("" if value is None else str(value))
+        shown = (
+            _status(value) if name == "status" else ("" if value is None else escape(str(value)))
+        )
         table.add_row(name, shown)
     return table
 
@@ -112,6 +118,6 @@ def attempts_table(attempts: list[UploadAttempt]) -> Table:
             "yes" if attempt.optimized else "no",
             f"{started:%Y-%m-%d %H:%M:%S}" if started else "",
             steps,
-            note,
+            escape(note),
         )
     return table

@@ -1,0 +1,1 @@
+"""Test helpers shared by test modules: local S3 fault injection."""

@@ -1,0 +1,331 @@
+"""A fault-injecting HTTP reverse proxy in front of an S3 endpoint, on real HTTP at 127.0.0.1.
+
+boto3 points `endpoint_url` at the proxy. Requests are forwarded verbatim (method, target, headers
+including Authorization, body) so SigV4 signatures stay valid; programmed faults answer instead
+with an S3-style XML error or by closing the connection without a response.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+from upload_jobs.local_s3 import REQUEST_KINDS, S3Request, classify_s3_request
+
+__all__ = ["FaultRule", "S3FaultProxy"]
+
+# Headers that describe one hop, not the request; http.client and the handler set their own.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+
+@dataclass
+class FaultRule:
+    """Which requests to break and how; `remaining=None` breaks every match."""
+
+    status: int
+    code: str
+    message: str
+    remaining: int | None
+    methods: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    min_part_number: int | None = None
+    drop_connection: bool = False
+
+    def matches(self, request: S3Request) -> bool:
+        """Whether this rule applies to `request` (ignoring how many uses are left)."""
+        if self.methods is not None and request.method not in self.methods:
+            return False
+        if self.kinds is not None and request.kind not in self.kinds:
+            return False
+        if self.min_part_number is not None:
+            return request.part_number is not None and request.part_number >= self.min_part_number
+        return True
+
+
+class S3FaultProxy:
+    """Reverse proxy to `upstream_url` that counts requests by (method, kind) and injects faults."""
+
+    def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        upstream = urlsplit(upstream_url)
+        if upstream.scheme != "http" or not upstream.hostname:
+            raise ValueError(f"upstream must be an http:// URL, got {upstream_url!r}")
+        self._upstream_host = upstream.hostname
+        self._upstream_port = upstream.port or 80
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._requests: list[S3Request] = []
+        self._faulted: list[S3Request] = []
+        self._headers: list[tuple[S3Request, dict[str, str]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- programming faults -------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        code: str = "SlowDown",
+        *,
+        message: str = "Injected fault",
+        methods: set[str] | None = None,
+        kinds: set[str] | None = None,
+        min_part_number: int | None = None,
+        drop_connection: bool = False,
+    ) -> None:
+        """Breaks the next `n` matching requests (an XML error, or a dropped connection)."""
+        self._add_rule(
+            FaultRule(
+                status,
+                code,
+                message,
+                n,
+                _methods(methods),
+                _kinds(kinds),
+                min_part_number,
+                drop_connection,
+            )
+        )
+
+    def fail_always(
+        self,
+        status: int = 403,
+        code: str = "AccessDenied",
+        *,
+        message: str = "Injected fault",
+        methods: set[str] | None = None,
+        kinds: set[str] | None = None,
+        min_part_number: int | None = None,
+        drop_connection: bool = False,
+    ) -> None:
+        """Breaks every matching request until `clear_faults()`."""
+        self._add_rule(
+            FaultRule(
+                status,
+                code,
+                message,
+                None,
+                _methods(methods),
+                _kinds(kinds),
+                min_part_number,
+                drop_connection,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        """Removes every programmed fault."""
+        with self._lock:
+            self._rules.clear()
+
+    # --- what was seen ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[S3Request]:
+        """Every request received (faulted or forwarded), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def faulted(self) -> list[S3Request]:
+        """The requests answered by a programmed fault instead of upstream."""
+        with self._lock:
+            return list(self._faulted)
+
+    def headers_of(self, kind: str) -> list[dict[str, str]]:
+        """The request headers (names lower-cased) of every request of `kind`, oldest first."""
+        with self._lock:
+            return [dict(headers) for request, headers in self._headers if request.kind == kind]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Requests received per (method, kind)."""
+        return Counter((r.method, r.kind) for r in self.requests)
+
+    def count(self, kind: str, method: str | None = None) -> int:
+        """How many requests of `kind` (and `method`, when given) were received."""
+        return sum(
+            1 for r in self.requests if r.kind == kind and (method is None or r.method == method)
+        )
+
+    def reset_counts(self) -> None:
+        """Forgets the requests seen so far; faults stay programmed."""
+        with self._lock:
+            self._requests.clear()
+            self._faulted.clear()
+            self._headers.clear()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> S3FaultProxy:
+        """Binds a port and serves in a daemon thread; returns self."""
+        if self._server is None:
+            self._server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
+            self._server.daemon_threads = True
+            self._thread = threading.Thread(
+                # A short poll interval keeps stop() (once per test) from taking half a second.
+                target=self._server.serve_forever,
+                args=(0.05,),
+                name="s3-fault-proxy",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and frees the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)
+
+    @property
+    def endpoint_url(self) -> str:
+        """`http://127.0.0.1:<port>` of the proxy."""
+        if self._server is None:
+            raise RuntimeError("S3FaultProxy is not running: call start() or use it in `with`")
+        return f"http://{self._host}:{self._server.server_port}"
+
+    def __enter__(self) -> S3FaultProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _add_rule(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def _record(self, request: S3Request, headers: dict[str, str]) -> FaultRule | None:
+        """Counts `request` and consumes the first live rule that matches it, if any."""
+        with self._lock:
+            self._requests.append(request)
+            self._headers.append((request, headers))
+            for rule in self._rules:
+                if rule.remaining == 0 or not rule.matches(request):
+                    continue
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                self._faulted.append(request)
+                return rule
+        return None
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_request(self) -> None:
+                # The whole body is read first: answering early makes the client see a reset.
+                body = self._read_body()
+                request = classify_s3_request(self.command, self.path)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                rule = proxy._record(request, headers)
+                self.close_connection = True
+                if rule is not None and rule.drop_connection:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if rule is not None:
+                    self._send_error_xml(rule)
+                    return
+                self._forward(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_request
+
+            def _read_body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        chunk = self.rfile.read(size + 2)[:size]  # each chunk ends in CRLF
+                        if size == 0:
+                            break
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _send_error_xml(self, rule: FaultRule) -> None:
+                payload = (
+                    '<?xml version="1.0" encoding="UTF-8"?>\n'
+                    f"<Error><Code>{escape(rule.code)}</Code>"
+                    f"<Message>{escape(rule.message)}</Message>"
+                    "<RequestId>fault-proxy</RequestId></Error>"
+                ).encode()
+                self.send_response(rule.status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _forward(self, body: bytes) -> None:
+                upstream = http.client.HTTPConnection(
+                    proxy._upstream_host, proxy._upstream_port, timeout=60
+                )
+                try:
+                    upstream.putrequest(
+                        self.command, self.path, skip_host=True, skip_accept_encoding=True
+                    )
+                    chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+                    for name, value in self.headers.items():
+                        if name.lower() in _HOP_BY_HOP:
+                            continue
+                        if chunked and name.lower() == "content-length":
+                            continue
+                        upstream.putheader(name, value)
+                    if chunked:
+                        upstream.putheader("Content-Length", str(len(body)))
+                    upstream.endheaders(body or None)
+                    response = upstream.getresponse()
+                    payload = response.read()
+                    self.send_response(response.status, response.reason)
+                    for name, value in response.getheaders():
+                        if name.lower() in _HOP_BY_HOP or name.lower() == "content-length":
+                            continue
+                        self.send_header(name, value)
+                    # HEAD answers carry the object's length but no body.
+                    head_length = response.getheader("Content-Length")
+                    length = head_length if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(payload)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                finally:
+                    upstream.close()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet: the proxy's counters are the log."""
+
+        return Handler
+
+
+def _methods(values: set[str] | None) -> frozenset[str] | None:
+    return frozenset(v.upper() for v in values) if values is not None else None
+
+
+def _kinds(values: set[str] | None) -> frozenset[str] | None:
+    # A misspelt kind would match nothing and leave a fault test silently fault-free.
+    unknown = set(values or ()) - set(REQUEST_KINDS)
+    if unknown:
+        raise ValueError(f"unknown request kinds {sorted(unknown)}; known: {REQUEST_KINDS}")
+    return frozenset(values) if values is not None else None

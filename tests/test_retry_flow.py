@@ -1,0 +1,269 @@
+"""`retry_upload_job` end to end: real ffmpeg, moto's S3 over HTTP, a real database and a real
+Prefect server. Every test also checks the two promises: the source is unchanged and the work
+dir is empty afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.retry_upload import retry_upload_job
+from tests.conftest import sha256_of
+from tests.support.s3_fault_proxy import S3FaultProxy
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.models import JobStatus, UploadJob
+from upload_jobs.mp4 import read_layout
+from upload_jobs.settings import Settings, get_settings
+from upload_jobs.spaces import list_open_multipart_uploads, make_s3_client
+from upload_jobs.store import JobStore
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+
+
+def add_failed_job(settings: Settings, source: Path, key: str | None = None) -> int:
+    job = JobStore(settings.database_url).add_job(
+        str(source), key or f"videos/{source.name}", status=JobStatus.FAILED, last_error="reset"
+    )
+    assert job.id is not None
+    return job.id
+
+
+def run(job_id: int) -> tuple[UploadJob, bool]:
+    """Run the flow; return the job as stored and whether the flow run completed."""
+    state = retry_upload_job(job_id, return_state=True)
+    return JobStore(get_settings().database_url).get_job(job_id), state.is_completed()
+
+
+def download(settings: Settings, key: str, target: Path) -> Path:
+    make_s3_client(settings).download_file(settings.bucket, key, str(target))
+    return target
+
+
+def assert_work_dir_empty(settings: Settings) -> None:
+    leftovers = [p for p in Path(settings.work_dir).rglob("*")] if settings.work_dir.exists() else []
+    assert leftovers == [], f"temp files left behind: {leftovers}"
+
+
+@pytest.fixture
+def fault_proxy(
+    settings: Settings, s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3FaultProxy]:
+    """Route the flow's S3 traffic through a proxy that counts requests and injects faults."""
+    with S3FaultProxy(s3_server.endpoint_url) as proxy:
+        monkeypatch.setenv("UPLOAD_JOBS_ENDPOINT_URL", proxy.endpoint_url)
+        monkeypatch.setenv("UPLOAD_JOBS_S3_MAX_ATTEMPTS", "1")
+        get_settings.cache_clear()
+        yield proxy
+    get_settings.cache_clear()
+
+
+def test_moov_at_end_input_ends_faststart_in_the_bucket(
+    settings: Settings, clip, tmp_path: Path
+) -> None:
+    source = clip("moov_at_end", "recordings/clip.mp4")
+    before = sha256_of(source)
+    job_id = add_failed_job(settings, source)
+
+    job, flow_completed = run(job_id)
+
+    assert flow_completed
+    assert job.status == JobStatus.COMPLETED
+    assert job.optimized_for_streaming and job.optimization_preset == "faststart"
+    assert job.public_url == f"{settings.public_base_url}/videos/clip.mp4"
+    assert job.etag and job.completed_at and job.attempts == 1
+    uploaded = read_layout(download(settings, "videos/clip.mp4", tmp_path / "got.mp4"))
+    original = read_layout(source)
+    assert not original.is_faststart and uploaded.is_faststart
+    assert uploaded.duration_seconds == pytest.approx(original.duration_seconds, abs=0.1)
+    assert job.uploaded_size_bytes == (tmp_path / "got.mp4").stat().st_size
+    [attempt] = JobStore(settings.database_url).list_attempts(job_id)
+    assert attempt.outcome == "completed" and attempt.optimized and attempt.flow_run_id
+    assert set(attempt.step_seconds or {}) == {
+        "check_source_file", "optimize_for_streaming", "measure_file_size", "upload_to_spaces"
+    }
+    assert sha256_of(source) == before
+    assert_work_dir_empty(settings)
+
+
+async def _task_run_names(flow_run_id: str) -> list[str]:
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.task_key.rsplit("-", 1)[0] for run in sorted(runs, key=lambda r: r.start_time)]
+
+
+def test_each_step_is_its_own_task_run_in_order(settings: Settings, clip) -> None:
+    import asyncio
+
+    job_id = add_failed_job(settings, clip("faststart", "a.mp4"))
+    state = retry_upload_job(job_id, return_state=True)
+    names = asyncio.run(_task_run_names(str(state.state_details.flow_run_id)))
+    steps = [name.split(".")[-1] for name in names]
+    assert steps == [
+        "claim_job", "check_source_file", "optimize_for_streaming", "measure_file_size",
+        "upload_to_spaces", "mark_job_completed", "cleanup_temp_file",
+    ]
+
+
+def test_already_faststart_input_is_uploaded_byte_identical(
+    settings: Settings, clip, tmp_path: Path
+) -> None:
+    source = clip("faststart", "ready.mp4")
+    job, _ = run(add_failed_job(settings, source))
+    assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
+    assert sha256_of(download(settings, "videos/ready.mp4", tmp_path / "got.mp4")) == sha256_of(
+        source
+    )
+    assert_work_dir_empty(settings)
+
+
+def test_mov_with_pcm_audio_in_an_odd_folder(settings: Settings, clip, tmp_path: Path) -> None:
+    source = clip("mov_pcm", "x.mp4s/my clip é.MOV")
+    before = sha256_of(source)
+    job, _ = run(add_failed_job(settings, source))
+    assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
+    assert job.object_key == "videos/my clip é.MOV"
+    layout = read_layout(download(settings, job.object_key, tmp_path / "got.mp4"))
+    assert layout.is_faststart
+    assert [t.fourcc for t in layout.audio_tracks] == ["mp4a"]
+    assert sha256_of(source) == before
+    assert sorted(p.name for p in source.parent.iterdir()) == ["my clip é.MOV"]
+    assert_work_dir_empty(settings)
+
+
+def test_truncated_input_falls_back_to_the_original(
+    settings: Settings, clip, tmp_path: Path
+) -> None:
+    source = clip("truncated", "cut.mp4")
+    before = sha256_of(source)
+    job_id = add_failed_job(settings, source)
+    job, flow_completed = run(job_id)
+    assert flow_completed and job.status == JobStatus.COMPLETED
+    assert not job.optimized_for_streaming
+    [attempt] = JobStore(settings.database_url).list_attempts(job_id)
+    assert attempt.fallback_reason and "truncated" in attempt.fallback_reason
+    assert sha256_of(download(settings, "videos/cut.mp4", tmp_path / "got.mp4")) == before
+    assert sha256_of(source) == before
+    assert_work_dir_empty(settings)
+
+
+def test_missing_source_fails_without_upload(
+    settings: Settings, tmp_path: Path, fault_proxy: S3FaultProxy
+) -> None:
+    missing = tmp_path / "gone.mp4"
+    job, flow_completed = run(add_failed_job(settings, missing))
+    assert not flow_completed
+    assert job.status == JobStatus.FAILED
+    assert job.error_kind == "source_missing"
+    assert job.last_error == f"Original video file not found: {missing}"
+    assert fault_proxy.count("put_object") == 0 and fault_proxy.count("create_multipart") == 0
+    assert_work_dir_empty(settings)
+
+
+def test_empty_source_fails(settings: Settings, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    job, _ = run(add_failed_job(settings, empty))
+    assert (job.status, job.error_kind) == (JobStatus.FAILED, "source_empty")
+    assert empty.exists() and empty.stat().st_size == 0
+    assert_work_dir_empty(settings)
+
+
+def test_permanent_s3_error_is_not_retried(
+    settings: Settings, clip, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_JOBS_BUCKET", "no-such-bucket-here")
+    get_settings.cache_clear()
+    job, _ = run(add_failed_job(settings, clip("faststart", "a.mp4")))
+    assert (job.status, job.error_kind) == (JobStatus.FAILED, "upload_permanent")
+    assert "NoSuchBucket" in (job.last_error or "")
+    assert fault_proxy.count("put_object") == 1, "a permanent error is tried once"
+    assert_work_dir_empty(settings)
+
+
+def test_transient_s3_errors_are_retried_by_the_task(
+    settings: Settings, clip, fault_proxy: S3FaultProxy
+) -> None:
+    fault_proxy.fail_next(2, 503, "SlowDown", kinds={"put_object"})
+    job, _ = run(add_failed_job(settings, clip("faststart", "a.mp4")))
+    assert job.status == JobStatus.COMPLETED
+    assert fault_proxy.count("put_object") == 3, "two throttled PUTs, then one that landed"
+
+
+def test_transient_errors_past_the_retry_budget_fail_the_job(
+    settings: Settings, clip, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_JOBS_UPLOAD_RETRIES", "2")
+    get_settings.cache_clear()
+    fault_proxy.fail_always(500, "InternalError", kinds={"put_object"})
+    job, _ = run(add_failed_job(settings, clip("faststart", "a.mp4")))
+    assert (job.status, job.error_kind) == (JobStatus.FAILED, "upload_transient")
+    assert fault_proxy.count("put_object") == 3, "first try + 2 task retries"
+
+
+def test_failed_multipart_upload_leaves_no_parts(
+    settings: Settings, tmp_path: Path, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES", str(5 * 1024 * 1024))
+    monkeypatch.setenv("UPLOAD_JOBS_MULTIPART_CHUNK_BYTES", str(5 * 1024 * 1024))
+    get_settings.cache_clear()
+    # Not a video: optimization falls back and the original goes up in three parts.
+    source = tmp_path / "big.mp4"
+    source.write_bytes(os.urandom(12 * 1024 * 1024))
+    fault_proxy.fail_always(403, "AccessDenied", kinds={"upload_part"}, min_part_number=2)
+    job, _ = run(add_failed_job(settings, source))
+    assert (job.status, job.error_kind) == (JobStatus.FAILED, "upload_permanent")
+    assert fault_proxy.count("abort_multipart") >= 1
+    client = make_s3_client(get_settings())
+    assert list_open_multipart_uploads(client, settings.bucket) == []
+    assert_work_dir_empty(settings)
+
+
+def test_object_already_uploaded_is_not_sent_again(
+    settings: Settings, clip, fault_proxy: S3FaultProxy
+) -> None:
+    source = clip("faststart", "again.mp4")
+    job_id = add_failed_job(settings, source)
+    assert run(job_id)[0].status == JobStatus.COMPLETED
+    # An earlier run uploaded but could not mark the job: the next run must not re-upload.
+    second_id = add_failed_job(settings, source, key="videos/again.mp4")
+    fault_proxy.reset_counts()
+    job, _ = run(second_id)
+    assert job.status == JobStatus.COMPLETED
+    assert fault_proxy.count("put_object") == 0
+    [attempt] = JobStore(settings.database_url).list_attempts(second_id)
+    assert attempt.skipped_existing_object
+
+
+def test_two_runs_started_at_once_give_one_runner(
+    settings: Settings, clip, s3_server: LocalS3Server
+) -> None:
+    job_id = add_failed_job(settings, clip("moov_at_end", "race.mp4"))
+    command = [sys.executable, "-m", "upload_jobs.cli", "retry", str(job_id)]
+    env = {**os.environ}
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(proc.wait(timeout=240), *proc.communicate()) for proc in runs]
+    winners = [out for code, out, _ in results if "retried with streaming optimization" in out]
+    assert len(winners) == 1, results
+    # The other run either met the lease (exit 1) or, started late, found the job done (exit 0).
+    [(loser_code, loser_out, loser_err)] = [r for r in results if r[1] not in winners]
+    loser_says = loser_out + loser_err
+    assert (loser_code, "already in progress" in loser_says) == (1, True) or (
+        loser_code,
+        "already completed" in loser_says,
+    ) == (0, True), results
+    assert s3_server.count("put_object", key="videos/race.mp4") == 1
+    job = JobStore(settings.database_url).get_job(job_id)
+    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 1)
+    assert len(JobStore(settings.database_url).list_attempts(job_id)) == 1

@@ -1,0 +1,407 @@
+"""Prepare a video for streaming: find ffmpeg, build the remux command, run it, validate it.
+
+The remux is a plain argument list (not built with ffmpeg-python) so tests and logs can show
+exactly what ffmpeg is asked to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import unicodedata
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from upload_jobs.errors import OptimizationFailed
+from upload_jobs.mp4 import Mp4Layout, read_layout
+from upload_jobs.settings import Preset
+
+FFMPEG_ENV_VAR = "UPLOAD_JOBS_FFMPEG"
+
+BROWSER_VIDEO_FOURCCS = frozenset({"avc1", "avc3", "hvc1", "hev1", "av01", "vp09"})
+HEVC_FOURCCS = frozenset({"hvc1", "hev1"})
+MP4_SAFE_AUDIO_FOURCCS = frozenset({"mp4a", "ac-3", "ec-3", "Opus"})
+
+FASTSTART_MOVFLAGS = "+faststart"
+# No -frag_duration/-frag_size: they cut fragments mid-GOP. Never combined with +faststart,
+# which ffmpeg silently ignores next to these flags.
+FRAGMENTED_MOVFLAGS = "+frag_keyframe+empty_moov+delay_moov+default_base_moof"
+AUDIO_TO_AAC = ["-c:a", "aac", "-b:a", "192k"]
+
+DURATION_TOLERANCE_SECONDS = 0.5
+DURATION_TOLERANCE_RATIO = 0.02
+_STDERR_TAIL_LINES = 12
+_STDERR_TAIL_CHARS = 1500
+
+
+class FfmpegUnavailable(OptimizationFailed):
+    """No usable ffmpeg binary: the configured one is missing or not executable."""
+
+
+class SourceTruncated(OptimizationFailed):
+    """The source's boxes run past end of file (an interrupted copy or recording)."""
+
+
+class UnsupportedCodec(OptimizationFailed):
+    """The source's video codec cannot be played by browsers, so a remux would not help."""
+
+
+class RemuxFailed(OptimizationFailed):
+    """ffmpeg could not start, exited with an error, was killed or ran out of time."""
+
+
+class OutputInvalid(OptimizationFailed):
+    """ffmpeg reported success but its output is not what the preset promises."""
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """What to upload after optimizing, and what the caller must delete afterwards."""
+
+    path: Path
+    remuxed: bool
+    preset: Preset
+    already_optimized: bool
+    source_duration_seconds: float | None
+    output_duration_seconds: float | None
+    temp_path: Path | None
+
+
+def resolve_ffmpeg(configured: str | None = None) -> str:
+    """The ffmpeg to run: `configured`, else $UPLOAD_JOBS_FFMPEG, else PATH, else imageio-ffmpeg.
+
+    An explicit choice that does not exist or is not executable is an error, never skipped.
+    """
+    if configured:
+        return _usable_executable(configured, "the configured ffmpeg")
+    if env_value := os.environ.get(FFMPEG_ENV_VAR):
+        return _usable_executable(env_value, FFMPEG_ENV_VAR)
+    if on_path := shutil.which("ffmpeg"):
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as exc:
+        raise FfmpegUnavailable(
+            f"no ffmpeg found: set {FFMPEG_ENV_VAR}, put ffmpeg on PATH "
+            f"or install imageio-ffmpeg ({exc})"
+        ) from exc
+
+
+def _usable_executable(value: str, origin: str) -> str:
+    if os.sep not in value and (os.altsep is None or os.altsep not in value):
+        found = shutil.which(value)
+        if found is None:
+            raise FfmpegUnavailable(f"{origin} is {value!r}, which is not a command on PATH")
+        return found
+    candidate = Path(value).expanduser()
+    if not candidate.exists():
+        raise FfmpegUnavailable(f"{origin} points at {candidate}, which does not exist")
+    if not candidate.is_file() or not os.access(candidate, os.X_OK):
+        raise FfmpegUnavailable(f"{origin} points at {candidate}, which is not an executable file")
+    return str(candidate)
+
+
+def build_remux_args(
+    ffmpeg: str, source: Path, output: Path, preset: Preset, layout: Mp4Layout
+) -> list[str]:
+    """The full ffmpeg command that copies `source` into a streamable MP4 at `output`.
+
+    Raises UnsupportedCodec when the video could not play in a browser anyway.
+    """
+    if preset is Preset.NONE:
+        raise ValueError("preset 'none' never remuxes; there is no command to build")
+    video_fourcc = _playable_video_fourcc(layout)
+    # -n: never overwrite; the output is a fresh unique path, so an existing file means a bug.
+    args = [ffmpeg, "-nostdin", "-hide_banner", "-n", "-progress", "pipe:1", "-nostats"]
+    # file: keeps a name like "clip:1.mov" from being read as a protocol.
+    args += ["-i", f"file:{source.absolute()}"]
+    args += ["-map", "0:V:0", "-map", "0:a:0?", "-dn", "-sn", "-map_metadata", "0", "-c", "copy"]
+    if video_fourcc in HEVC_FOURCCS:
+        # Safari only plays HEVC in MP4 when the sample entry is hvc1.
+        args += ["-tag:v", "hvc1"]
+    audio = layout.audio_tracks
+    if audio and audio[0].fourcc not in MP4_SAFE_AUDIO_FOURCCS:
+        args += AUDIO_TO_AAC
+    movflags = FASTSTART_MOVFLAGS if preset is Preset.FASTSTART else FRAGMENTED_MOVFLAGS
+    args += ["-write_tmcd", "0", "-movflags", movflags, "-f", "mp4", f"file:{output.absolute()}"]
+    return args
+
+
+def _playable_video_fourcc(layout: Mp4Layout) -> str:
+    if not layout.video_tracks:
+        raise UnsupportedCodec(f"{layout.path.name} has no video track")
+    fourcc = layout.video_tracks[0].fourcc
+    if fourcc not in BROWSER_VIDEO_FOURCCS:
+        raise UnsupportedCodec(
+            f"{layout.path.name} has video codec {fourcc!r}, which browsers cannot play "
+            f"(playable: {', '.join(sorted(BROWSER_VIDEO_FOURCCS))}); it needs re-encoding"
+        )
+    return fourcc
+
+
+def temp_output_path(work_dir: Path, source: Path) -> Path:
+    """Reserve a new, unique, empty file in `work_dir` for a remux of `source`.
+
+    Created with O_EXCL so concurrent runs never share it; it is never the source itself.
+    """
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptimizationFailed(f"cannot create work dir {work_dir}: {exc.strerror}") from exc
+    candidate = work_dir / f"{uuid.uuid4().hex}-{_safe_stem(source)}.mp4"
+    if candidate.resolve() == source.resolve():
+        raise OptimizationFailed(f"temp output {candidate} would overwrite the source {source}")
+    try:
+        os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as exc:
+        raise OptimizationFailed(
+            f"cannot create a temp file in work dir {work_dir}: {exc.strerror}"
+        ) from exc
+    # Hard links or bind mounts can give the source a second name; samefile sees through them.
+    if source.exists() and os.path.samefile(candidate, source):
+        raise OptimizationFailed(f"temp output {candidate} is the source file {source}")
+    return candidate
+
+
+def _safe_stem(source: Path) -> str:
+    ascii_stem = unicodedata.normalize("NFKD", source.stem).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._-")[:60] or "video"
+
+
+def optimize_for_streaming(
+    source: Path,
+    work_dir: Path,
+    preset: Preset,
+    ffmpeg: str,
+    *,
+    timeout_seconds: float = 3600,
+    on_progress: Callable[[float], None] | None = None,
+) -> OptimizationResult:
+    """Remux `source` into a streamable MP4 in `work_dir`, or return the source if it already is.
+
+    Never modifies the source; any failure removes the temp file and raises OptimizationFailed.
+    """
+    if preset is Preset.NONE:
+        return _source_as_is(source, preset, already_optimized=False, duration=None)
+    layout = _read_source_layout(source)
+    if layout.truncated:
+        raise SourceTruncated(f"source is truncated: {layout.truncation}")
+    _playable_video_fourcc(layout)
+    duration = layout.duration_seconds
+    if _stream_ready(layout, preset):
+        return _source_as_is(source, preset, already_optimized=True, duration=duration)
+
+    before = _identity(source)
+    output = temp_output_path(work_dir, source)
+    try:
+        args = build_remux_args(ffmpeg, source, output, preset, layout)
+        # Hand the reserved name to ffmpeg: with -n it must create the file itself.
+        output.unlink()
+        _run_ffmpeg(args, timeout_seconds, duration, on_progress)
+        if _identity(source) != before:
+            raise OptimizationFailed(f"source {source} changed while it was being remuxed")
+        output_layout = _validated_output(output, layout, preset)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return OptimizationResult(
+        path=output,
+        remuxed=True,
+        preset=preset,
+        already_optimized=False,
+        source_duration_seconds=duration,
+        output_duration_seconds=output_layout.duration_seconds,
+        temp_path=output,
+    )
+
+
+def _source_as_is(
+    source: Path, preset: Preset, *, already_optimized: bool, duration: float | None
+) -> OptimizationResult:
+    return OptimizationResult(source, False, preset, already_optimized, duration, duration, None)
+
+
+def _read_source_layout(source: Path) -> Mp4Layout:
+    try:
+        return read_layout(source)
+    except OSError as exc:
+        raise OptimizationFailed(f"cannot read source {source}: {exc.strerror or exc}") from exc
+
+
+def _stream_ready(layout: Mp4Layout, preset: Preset) -> bool:
+    layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
+    audio = layout.audio_tracks
+    # A stream-ready layout still needs a remux when browsers would choke on what is inside:
+    # PCM/FLAC audio, HEVC tagged hev1, or a QuickTime container uploaded as video/mp4.
+    codecs_ready = (not audio or audio[0].fourcc in MP4_SAFE_AUDIO_FOURCCS) and (
+        layout.video_tracks[0].fourcc != "hev1"
+    )
+    return layout_ready and codecs_ready and layout.major_brand != "qt  "
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _Watchdog:
+    """Kills ffmpeg's process group once `timeout_seconds` pass, or on demand."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout_seconds: float) -> None:
+        self._proc = proc
+        self._lock = threading.Lock()
+        self.timed_out = False
+        self._timer = threading.Timer(timeout_seconds, self.kill, kwargs={"timed_out": True})
+        self._timer.daemon = True
+        self._timer.start()
+
+    def kill(self, *, timed_out: bool = False) -> None:
+        with self._lock:
+            if self._proc.poll() is not None:
+                return
+            self.timed_out = timed_out
+            # ffmpeg runs in its own session, so the group also takes any wrapper's children,
+            # which would otherwise hold stdout open and keep us waiting.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._timer.join()
+
+
+class _ProgressReporter:
+    """Turns `-progress` key=value lines into increasing percentages (whole-percent steps)."""
+
+    def __init__(
+        self, duration_seconds: float | None, callback: Callable[[float], None] | None
+    ) -> None:
+        self._duration_us = (duration_seconds or 0) * 1_000_000
+        self._callback = callback
+        self._last = -1.0
+
+    def feed(self, line: str) -> None:
+        key, _, value = line.partition("=")
+        if key == "progress" and value == "end":
+            self._emit(100.0)
+        # out_time_ms is microseconds too (a historical misnomer kept by ffmpeg).
+        elif key in ("out_time_us", "out_time_ms") and self._duration_us > 0:
+            try:
+                micros = int(value)
+            except ValueError:  # "N/A" before the first packet
+                return
+            # Hold 100 back for progress=end: out_time can reach the duration before the
+            # faststart pass has rewritten the file.
+            percent = min(99.0, max(0.0, micros / self._duration_us * 100))
+            if percent >= self._last + 1:
+                self._emit(round(percent, 1))
+
+    def _emit(self, percent: float) -> None:
+        if self._callback is not None and percent > self._last:
+            self._last = percent
+            self._callback(percent)
+
+
+def _run_ffmpeg(
+    args: list[str],
+    timeout_seconds: float,
+    duration_seconds: float | None,
+    on_progress: Callable[[float], None] | None,
+) -> None:
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RemuxFailed(f"could not start ffmpeg ({args[0]}): {exc.strerror or exc}") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+    drain = threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True)
+    drain.start()
+    watchdog = _Watchdog(proc, timeout_seconds)
+    progress = _ProgressReporter(duration_seconds, on_progress)
+    try:
+        for raw in proc.stdout:
+            progress.feed(raw.decode("utf-8", "replace").strip())
+        returncode = proc.wait()
+    except BaseException:
+        watchdog.kill()
+        proc.wait()
+        raise
+    finally:
+        watchdog.stop()
+        drain.join(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+    tail = ":\n" + "\n".join(stderr_tail)[-_STDERR_TAIL_CHARS:] if stderr_tail else ""
+    if watchdog.timed_out:
+        raise RemuxFailed(f"ffmpeg did not finish within {timeout_seconds:g} s and was stopped")
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        raise RemuxFailed(f"ffmpeg was killed by {name}{tail}")
+    if returncode != 0:
+        raise RemuxFailed(f"ffmpeg failed with exit status {returncode}{tail}")
+
+
+def _drain(stream: IO[bytes], tail: deque[str]) -> None:
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            tail.append(line)
+
+
+def _validated_output(output: Path, source: Mp4Layout, preset: Preset) -> Mp4Layout:
+    """The output's layout, if it keeps every promise the preset makes; else OutputInvalid."""
+    if not output.exists() or output.stat().st_size == 0:
+        state = "is empty" if output.exists() else "was never written"
+        raise OutputInvalid(f"ffmpeg exited successfully but the output file {state}")
+    try:
+        layout = read_layout(output)
+    except OptimizationFailed as exc:
+        raise OutputInvalid(f"remuxed output is unreadable: {exc}") from exc
+
+    problems: list[str] = []
+    if layout.truncated:
+        problems.append(f"it is truncated ({layout.truncation})")
+    if preset is Preset.FASTSTART and not layout.is_faststart:
+        problems.append("it is not faststart (moov is not before mdat, or it is fragmented)")
+    if preset is Preset.FRAGMENTED and not layout.fragmented:
+        problems.append("it is not fragmented")
+    expected_audio = min(1, len(source.audio_tracks))
+    got_video, got_audio = len(layout.video_tracks), len(layout.audio_tracks)
+    if (got_video, got_audio) != (1, expected_audio):
+        problems.append(
+            f"it has {got_video} video and {got_audio} audio streams, "
+            f"expected 1 and {expected_audio}"
+        )
+    expected, actual = source.duration_seconds, layout.duration_seconds
+    # Without a source duration there is nothing to compare against; the layout and stream
+    # checks above still hold.
+    if expected is not None:
+        tolerance = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_RATIO * expected)
+        if actual is None:
+            problems.append("it has no duration")
+        elif abs(actual - expected) > tolerance:
+            problems.append(f"it lasts {actual:.2f} s but the source lasts {expected:.2f} s")
+    if problems:
+        raise OutputInvalid("remuxed output failed validation: " + "; ".join(problems))
+    return layout

@@ -1,0 +1,447 @@
+"""DigitalOcean Spaces (S3-compatible) through boto3: upload, verify, abort, public URL.
+
+Every failure leaves this module as a `TransientUploadError` or a `PermanentUploadError` whose
+message is meant for people and never carries credential values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import boto3
+import urllib3.exceptions
+from botocore import exceptions as bce
+from botocore.config import Config
+
+from upload_jobs.errors import (
+    PermanentUploadError,
+    TransientUploadError,
+    UploadJobError,
+    UploadVerificationFailed,
+)
+from upload_jobs.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+VIDEO_CONTENT_TYPE = "video/mp4"
+# S3 limits for multipart uploads: parts of at least 5 MiB (but the last), at most 10,000 parts.
+MIN_PART_BYTES = 5 * MiB
+MAX_PARTS = 10_000
+
+_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+_BUCKET_HINT = "check UPLOAD_JOBS_BUCKET"
+_PERMANENT_CODES: dict[str, str] = {
+    "NoSuchBucket": _BUCKET_HINT,
+    "InvalidBucketName": _BUCKET_HINT,
+    "InvalidAccessKeyId": f"check the credentials: {_CREDENTIALS_HINT}",
+    "SignatureDoesNotMatch": f"check the credentials: {_CREDENTIALS_HINT}",
+    "AccessDenied": "check that the access key may write to this bucket",
+    "AllAccessDisabled": "access to this bucket is disabled",
+    "AccountProblem": "the storage account needs attention",
+    "AccessControlListNotSupported": "the bucket refuses ACLs: change UPLOAD_JOBS_ACL",
+    # A 501 is a 5xx, but a feature the store lacks will not appear on retry.
+    "NotImplemented": "the storage service does not support this request",
+}
+# The multipart upload vanished (e.g. a sweep aborted it): a new attempt starts a new one.
+_NO_SUCH_UPLOAD = "NoSuchUpload"
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                    "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
+                    "RequestLimitExceeded", "TooManyRequests", "OperationAborted", "BadDigest",
+                    "XAmzContentSHA256Mismatch", "IncompleteBody", _NO_SUCH_UPLOAD}  # fmt: skip
+_CREDENTIAL_ERRORS = (bce.NoCredentialsError, bce.PartialCredentialsError,
+                      bce.CredentialRetrievalError, bce.ProfileNotFound)  # fmt: skip
+_NETWORK_ERRORS = (bce.ConnectionError, bce.HTTPClientError, bce.IncompleteReadError,
+                   urllib3.exceptions.HTTPError, http.client.HTTPException,
+                   ConnectionError, TimeoutError)  # fmt: skip
+# Environment variables whose values must never reach a message, even if a server echoes them.
+_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+_MAX_DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What ended up in the bucket for one upload (or was already there)."""
+
+    key: str
+    size_bytes: int
+    etag: str
+    sha256: str
+    multipart: bool
+    skipped_existing: bool
+
+
+@dataclass(frozen=True)
+class ExistingObject:
+    """An object's HEAD: size, ETag without quotes, our `sha256` metadata, content headers."""
+
+    key: str
+    size_bytes: int
+    etag: str
+    sha256: str | None
+    content_type: str | None
+    cache_control: str | None
+
+
+def make_s3_client(settings: Settings) -> S3Client:
+    """An S3 client for Spaces; credentials come from boto3's standard chain only."""
+    config = Config(
+        # boto3 >= 1.36 adds CRC32 trailers by default, which S3-compatible stores choke on.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        # Config's "max_attempts" counts retries (N + 1 requests); "total_max_attempts" counts
+        # requests, which is what s3_max_attempts means (1 = no retry).
+        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max(10, settings.upload_concurrency * 2),
+    )
+    session = boto3.session.Session()
+    return session.client(
+        "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
+    )
+
+
+def public_url(settings: Settings, key: str) -> str:
+    """The public (CDN) link of an object key, percent-encoded except for '/'."""
+    return settings.resolved_public_base_url() + "/" + quote(key, safe="/")
+
+
+def file_sha256(path: Path, chunk_size: int = 8 * MiB) -> str:
+    """Hex SHA-256 of a file, read `chunk_size` bytes at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def classify_upload_error(
+    exc: BaseException, *, bucket: str | None = None
+) -> TransientUploadError | PermanentUploadError:
+    """The domain error for a boto3/network failure: transient if a retry may help, else permanent.
+
+    The caller raises it `from exc`; the message names the cause and the setting to check.
+    """
+    where = f"Upload to bucket '{bucket}' failed" if bucket else "Upload failed"
+    if isinstance(exc, _CREDENTIAL_ERRORS):
+        return PermanentUploadError(f"{where}: no credentials found: {_CREDENTIALS_HINT}")
+    if isinstance(exc, bce.ClientError):
+        return _classify_client_error(exc, where)
+    if isinstance(exc, _NETWORK_ERRORS):
+        detail = _detail(f"{type(exc).__name__}: {exc}")
+        return TransientUploadError(
+            f"{where}: the storage endpoint could not be reached or dropped the connection "
+            f"({detail}) — check UPLOAD_JOBS_ENDPOINT_URL and the network; retrying may help"
+        )
+    if isinstance(exc, bce.BotoCoreError):
+        # The rest of botocore's own errors are configuration or parameter mistakes.
+        return PermanentUploadError(f"{where}: {_detail(f'{type(exc).__name__}: {exc}')}")
+    return TransientUploadError(f"{where}: unexpected {_detail(f'{type(exc).__name__}: {exc}')}")
+
+
+def _classify_client_error(
+    exc: bce.ClientError, where: str
+) -> TransientUploadError | PermanentUploadError:
+    error = exc.response.get("Error", {})
+    meta = exc.response.get("ResponseMetadata", {})
+    code = str(error.get("Code") or "")
+    status = meta.get("HTTPStatusCode")
+    attempts = meta.get("RetryAttempts") or 0
+    summary = code or f"HTTP {status}"
+    if error.get("Message"):
+        summary += f" ({_detail(str(error['Message']))})"
+    if attempts:
+        summary += f" after {attempts + 1} attempts"
+    if code in _PERMANENT_CODES:
+        return PermanentUploadError(f"{where}: {summary} — {_PERMANENT_CODES[code]}")
+    if code in _TRANSIENT_CODES or status in (408, 429) or (status or 0) >= 500:
+        hint = "check the system clock" if code == "RequestTimeTooSkewed" else "retrying may help"
+        return TransientUploadError(f"{where}: {summary} — {hint}")
+    if status is not None and 400 <= status < 500:
+        hint = "check the access key's permissions" if status == 403 else "a retry will not help"
+        return PermanentUploadError(f"{where}: {summary} — {hint}")
+    return TransientUploadError(f"{where}: {summary}")
+
+
+def _detail(text: str) -> str:
+    """Server- or library-provided text, shortened and with credential values removed."""
+    for name in _SECRET_ENV_VARS:
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    if len(text) > _MAX_DETAIL_CHARS:
+        text = text[:_MAX_DETAIL_CHARS] + "…"
+    return text
+
+
+@contextmanager
+def _classified(bucket: str) -> Iterator[None]:
+    """Re-raises any boto3 or network failure inside the block as a domain upload error."""
+    try:
+        yield
+    except UploadJobError:
+        raise
+    except Exception as exc:
+        raise classify_upload_error(exc, bucket=bucket) from exc
+
+
+def _error_code(exc: bce.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code") or "")
+
+
+def _is_not_found(exc: bce.ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 404 or _error_code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+def find_existing_object(client: S3Client, bucket: str, key: str) -> ExistingObject | None:
+    """The object's HEAD, or None when there is no such object (a missing bucket also 404s)."""
+    with _classified(bucket):
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except bce.ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+    etag, sha256 = head.get("ETag", "").strip('"'), head.get("Metadata", {}).get("sha256")
+    return ExistingObject(key, head["ContentLength"], etag, sha256, head.get("ContentType"),
+                          head.get("CacheControl"))  # fmt: skip
+
+
+def upload_video(
+    client: S3Client,
+    bucket: str,
+    path: Path,
+    key: str,
+    *,
+    acl: str,
+    cache_control: str,
+    sha256: str | None = None,
+    multipart_threshold: int = 64 * MiB,
+    chunk_size: int = 16 * MiB,
+    concurrency: int = 4,
+    on_progress: Callable[[int], None] | None = None,
+) -> UploadResult:
+    """Uploads `path` as `key` (one PUT, or multipart from `multipart_threshold`) and verifies it.
+
+    Skips the transfer when the same bytes are already there; an empty `acl` sends no ACL.
+    """
+    if chunk_size < MIN_PART_BYTES:
+        raise ValueError(f"chunk_size must be at least {MIN_PART_BYTES} bytes (S3 part minimum)")
+    size = path.stat().st_size
+    sha256 = sha256 or file_sha256(path)
+    existing = find_existing_object(client, bucket, key)
+    if existing is not None and _matches(existing, size, sha256, cache_control):
+        logger.info("s3://%s/%s already holds these %d bytes: upload skipped", bucket, key, size)
+        return UploadResult(
+            key, size, existing.etag, sha256, multipart=False, skipped_existing=True
+        )
+    # Sent on every upload: an overwrite without them resets them (and the CDN link turns 403).
+    headers: dict[str, Any] = {"ContentType": VIDEO_CONTENT_TYPE, "Metadata": {"sha256": sha256}}
+    headers |= {"CacheControl": cache_control} if cache_control else {}
+    headers |= {"ACL": acl} if acl else {}
+    transfer = _Transfer(client, bucket, key, path, size, headers, on_progress)
+    multipart = size >= multipart_threshold
+    logger.info("Uploading %s to %s (%d bytes, multipart=%s)", path, transfer, size, multipart)
+    with _classified(bucket):
+        if multipart:
+            transfer.multipart(chunk_size, max(1, concurrency))
+        else:
+            transfer.put()
+    stored = _verify(client, bucket, key, size, sha256)
+    logger.info("Uploaded %s (%d bytes, ETag %s)", transfer, size, stored.etag)
+    return UploadResult(key, size, stored.etag, sha256, multipart, skipped_existing=False)
+
+
+def _matches(existing: ExistingObject, size: int, sha256: str, cache_control: str) -> bool:
+    """Whether the stored object already is what an upload would write (bytes and headers)."""
+    return (
+        existing.size_bytes == size
+        and existing.sha256 == sha256
+        and existing.content_type == VIDEO_CONTENT_TYPE
+        and (not cache_control or existing.cache_control == cache_control)
+    )
+
+
+def _verify(client: S3Client, bucket: str, key: str, size: int, sha256: str) -> ExistingObject:
+    """HEADs the new object; raises `UploadVerificationFailed` when it differs from the file."""
+    stored = find_existing_object(client, bucket, key)
+    where = f"Uploaded object s3://{bucket}/{key}"
+    if stored is None:
+        raise UploadVerificationFailed(f"{where} is not in the bucket")
+    if stored.size_bytes != size:
+        raise UploadVerificationFailed(f"{where} has {stored.size_bytes} bytes, the file {size}")
+    if stored.sha256 != sha256:
+        raise UploadVerificationFailed(
+            f"{where} has sha256 metadata {stored.sha256!r}, expected {sha256!r}"
+        )
+    return stored
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """One file going to one key, by a single PUT or by multipart."""
+
+    client: S3Client
+    bucket: str
+    key: str
+    path: Path
+    size: int
+    headers: dict[str, Any]
+    on_progress: Callable[[int], None] | None
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def put(self) -> None:
+        with self.path.open("rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self.headers)
+        if self.on_progress is not None:
+            self.on_progress(self.size)
+
+    def multipart(self, chunk_size: int, concurrency: int) -> None:
+        """Creates, fills and completes a multipart upload; aborts it on any way out but success."""
+        part_size = max(chunk_size, math.ceil(self.size / MAX_PARTS))
+        spans = [
+            (n + 1, offset, min(part_size, self.size - offset))
+            for n, offset in enumerate(range(0, max(self.size, 1), part_size))
+        ]
+        created = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.key, **self.headers
+        )
+        upload_id = created["UploadId"]
+        completed = False
+        try:
+            parts = self._send_parts(upload_id, spans, concurrency)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )  # fmt: skip
+            completed = True
+        finally:
+            # `finally`, not `except Exception`: Ctrl-C must not leave billed parts behind.
+            if not completed:
+                self._abort_quietly(upload_id)
+
+    def _send_parts(
+        self, upload_id: str, spans: list[tuple[int, int, int]], concurrency: int
+    ) -> list[CompletedPartTypeDef]:
+        """Uploads the parts with at most `concurrency` in flight; returns them in order."""
+
+        def send(number: int, offset: int, length: int) -> CompletedPartTypeDef:
+            # Each part is read inside its worker, so memory stays at one chunk per worker.
+            with self.path.open("rb") as source:
+                source.seek(offset)
+                data = source.read(length)
+            response = self.client.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+            logger.debug("Part %d of %s uploaded (%d bytes)", number, self, length)
+            return {"PartNumber": number, "ETag": response["ETag"]}
+
+        parts: list[CompletedPartTypeDef] = []
+        uploaded = 0
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="upload-part") as pool:
+            pending = {pool.submit(send, *span): span[2] for span in spans}
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        uploaded += pending.pop(future)
+                        parts.append(future.result())
+                        if self.on_progress is not None:
+                            self.on_progress(uploaded)
+            except BaseException:
+                # Parts not started yet are dropped; running ones finish before the abort.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return sorted(parts, key=lambda part: part.get("PartNumber", 0))
+
+    def _abort_quietly(self, upload_id: str) -> None:
+        """Best-effort abort; its own failure is logged so it never hides the original error."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+            logger.info("Aborted multipart upload %s of %s", upload_id, self)
+        except Exception as exc:
+            error = classify_upload_error(exc, bucket=self.bucket)
+            logger.warning("Could not abort multipart upload %s of %s: %s", upload_id, self, error)
+
+
+def list_open_multipart_uploads(
+    client: S3Client, bucket: str, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Multipart uploads neither completed nor aborted, as `Key`, `UploadId`, `Initiated` dicts."""
+    fields = ("Key", "UploadId", "Initiated")
+    with _classified(bucket):
+        pages = client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=prefix
+        )
+        return [
+            {name: upload.get(name) for name in fields}
+            for page in pages
+            for upload in page.get("Uploads", [])
+        ]
+
+
+def abort_stale_multipart_uploads(
+    client: S3Client, bucket: str, older_than: timedelta, prefix: str = ""
+) -> int:
+    """Aborts open multipart uploads started more than `older_than` ago; returns how many."""
+    cutoff = datetime.now(UTC) - older_than
+    aborted = 0
+    for upload in list_open_multipart_uploads(client, bucket, prefix):
+        key, upload_id, initiated = upload["Key"], upload["UploadId"], upload["Initiated"]
+        if initiated is None or initiated > cutoff:
+            continue
+        with _classified(bucket):
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except bce.ClientError as exc:
+                if _error_code(exc) != _NO_SUCH_UPLOAD:  # already gone is what we wanted
+                    error = classify_upload_error(exc, bucket=bucket)
+                    logger.warning("Could not abort stale upload of s3://%s/%s: %s", bucket, key,
+                                   error)  # fmt: skip
+                continue
+        aborted += 1
+        logger.info("Aborted stale multipart upload %s of s3://%s/%s (started %s)",
+                    upload_id, bucket, key, initiated.isoformat())  # fmt: skip
+    return aborted
+
+
+def ensure_bucket(client: S3Client, bucket: str) -> None:
+    """Creates the bucket unless it exists (for the demo and local stores)."""
+    with _classified(bucket):
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except bce.ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+        region = client.meta.region_name
+        # Outside us-east-1, S3 (and moto) insist the location matches the endpoint's region.
+        location: dict[str, Any] = {}
+        if region not in (None, "us-east-1"):
+            location["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            client.create_bucket(Bucket=bucket, **location)
+        except bce.ClientError as exc:
+            if _error_code(exc) != "BucketAlreadyOwnedByYou":  # created concurrently: fine
+                raise
+    logger.info("Created bucket %s", bucket)

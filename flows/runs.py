@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.retry_upload import retry_upload_job
-from upload_jobs.errors import JobNotClaimable
+from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable
 from upload_jobs.models import JobStatus, UploadJob
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
@@ -36,8 +36,8 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
         return RetryOutcome(job, True, _completed_message(store, job), flow_run_id)
     error = state.result(raise_on_failure=False)
     if isinstance(error, JobNotClaimable):
-        already_done = job.status == JobStatus.COMPLETED
-        return RetryOutcome(job, already_done, str(error), flow_run_id)
+        # Refused at the claim: only "already completed" counts as the job ending completed.
+        return RetryOutcome(job, isinstance(error, JobAlreadyCompleted), str(error), flow_run_id)
     reason = job.last_error or (str(error) if isinstance(error, BaseException) else state.message)
     kind = f" [{job.error_kind}]" if job.error_kind else ""
     message = (

@@ -16,7 +16,7 @@ MARK_RETRIES = 3
 MARK_RETRY_DELAYS = [1.0, 2.0, 4.0]
 
 
-@task(name="claim_job", tags=["job-store"])
+@task(name="claim_job")
 def claim_job(job_id: int) -> ClaimedJob:
     """Take the job for this flow run, or fail at once if another run holds it."""
     settings = get_settings()
@@ -35,7 +35,6 @@ def claim_job(job_id: int) -> ClaimedJob:
 
 @task(
     name="mark_job_completed",
-    tags=["job-store"],
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )
@@ -48,7 +47,6 @@ def mark_job_completed(claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
 
 @task(
     name="mark_job_failed",
-    tags=["job-store"],
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )

@@ -12,7 +12,7 @@ from upload_jobs import media
 from upload_jobs.settings import Preset, get_settings
 
 
-@task(name="optimize_for_streaming", tags=["ffmpeg"])
+@task(name="optimize_for_streaming")
 def optimize_for_streaming(
     source_path: str, attempt_work_dir: str, preset: Preset
 ) -> media.OptimizationResult:

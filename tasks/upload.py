@@ -24,7 +24,6 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
 
 @task(
     name="upload_to_spaces",
-    tags=["spaces-upload"],
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=RETRY_JITTER_FACTOR,

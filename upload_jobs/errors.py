@@ -95,9 +95,17 @@ class JobNotFound(UploadJobError):
 
 
 class JobNotClaimable(UploadJobError):
-    """The job is already in progress elsewhere or already completed."""
+    """The job cannot be taken by this run."""
 
     error_kind = ErrorKind.JOB_NOT_CLAIMABLE
+
+
+class JobInProgress(JobNotClaimable):
+    """Another run holds the job's lease, or this run lost it."""
+
+
+class JobAlreadyCompleted(JobNotClaimable):
+    """The job is done: there is nothing to retry."""
 
 
 def error_kind_for(exc: BaseException) -> ErrorKind:

@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from upload_jobs.errors import (
     UploadJobError,
     UploadVerificationFailed,
 )
+from upload_jobs.redaction import redact, register_secrets
 from upload_jobs.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,7 +71,6 @@ _NETWORK_ERRORS = (bce.ConnectionError, bce.HTTPClientError, bce.IncompleteReadE
                    urllib3.exceptions.HTTPError, http.client.HTTPException,
                    ConnectionError, TimeoutError)  # fmt: skip
 # Environment variables whose values must never reach a message, even if a server echoes them.
-_SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _MAX_DETAIL_CHARS = 300
 
 
@@ -113,6 +112,10 @@ def make_s3_client(settings: Settings) -> S3Client:
         max_pool_connections=max(10, settings.upload_concurrency * 2),
     )
     session = boto3.session.Session()
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
     return session.client(
         "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
     )
@@ -182,10 +185,7 @@ def _classify_client_error(
 
 def _detail(text: str) -> str:
     """Server- or library-provided text, shortened and with credential values removed."""
-    for name in _SECRET_ENV_VARS:
-        secret = os.environ.get(name)
-        if secret:
-            text = text.replace(secret, "***")
+    text = redact(text)
     if len(text) > _MAX_DETAIL_CHARS:
         text = text[:_MAX_DETAIL_CHARS] + "…"
     return text

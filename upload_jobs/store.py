@@ -13,7 +13,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from upload_jobs.database import session_for
-from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
+from upload_jobs.errors import ErrorKind, JobAlreadyCompleted, JobInProgress, JobNotFound
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
@@ -187,10 +187,10 @@ class JobStore:
     def _why_not_claimable(self, job_id: int) -> Exception:
         job = self.get_job(job_id)
         if job.status == JobStatus.COMPLETED:
-            return JobNotClaimable(f"Upload job {job_id} is already completed")
+            return JobAlreadyCompleted(f"Upload job {job_id} is already completed")
         expires = as_utc(job.lease_expires_at)
         until = f" until {expires:%Y-%m-%d %H:%M:%S} UTC" if expires else ""
-        return JobNotClaimable(
+        return JobInProgress(
             f"Upload job {job_id} is already in progress (held by {job.lease_owner}{until})"
         )
 
@@ -272,7 +272,7 @@ class JobStore:
             connection = session.connection()
             if connection.execute(finish_job).rowcount != 1:
                 session.rollback()
-                raise JobNotClaimable(
+                raise JobInProgress(
                     f"Upload job {claim.job_id} is no longer held by this run "
                     f"({claim.lease_owner}); its outcome was not recorded"
                 )

@@ -11,7 +11,7 @@ from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
 from tasks.optimize import choose_upload_file, optimize_for_streaming
 from tasks.upload import upload_task_for
 from upload_jobs.errors import error_kind_for
-from upload_jobs.files import create_attempt_work_dir
+from upload_jobs.files import attempt_work_dir
 from upload_jobs.models import UploadJob
 from upload_jobs.settings import get_settings
 from upload_jobs.spaces import public_url
@@ -25,22 +25,38 @@ def retry_upload_job(job_id: int) -> UploadJob:
     settings = get_settings()
     claim = claim_job(job_id)
     timer = StepTimer()
-    work_dir = create_attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
+    work_dir = attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
     source_size: int | None = None
     fallback_reason: str | None = None
     try:
-        with timer.step("check_source_file"):
-            source_size = check_source_file(claim.source_path)
-        with timer.step("optimize_for_streaming"):
-            optimization = optimize_for_streaming(
-                claim.source_path, str(work_dir), settings.preset, return_state=True
+        try:
+            with timer.step("check_source_file"):
+                source_size = check_source_file(claim.source_path)
+            with timer.step("optimize_for_streaming"):
+                optimization = optimize_for_streaming(
+                    claim.source_path, str(work_dir), settings.preset, return_state=True
+                )
+                choice = choose_upload_file(claim.source_path, optimization)
+                fallback_reason = choice.fallback_reason
+            with timer.step("measure_file_size"):
+                upload_size = measure_file_size(choice.path)
+            with timer.step("upload_to_spaces"):
+                uploaded = upload_task_for(settings)(choice.path, claim.object_key)
+        except Exception as exc:
+            mark_job_failed(
+                claim,
+                FailedUpload(
+                    error=str(exc),
+                    error_kind=error_kind_for(exc),
+                    source_size_bytes=source_size,
+                    fallback_reason=fallback_reason,
+                    step_seconds=timer.seconds,
+                ),
             )
-            choice = choose_upload_file(claim.source_path, optimization)
-            fallback_reason = choice.fallback_reason
-        with timer.step("measure_file_size"):
-            upload_size = measure_file_size(choice.path)
-        with timer.step("upload_to_spaces"):
-            uploaded = upload_task_for(settings)(choice.path, claim.object_key)
+            raise
+        # Outside the except above on purpose: the object is in the bucket now, so a failure to
+        # record it must not mark the job failed; the lease runs out and the next run finds the
+        # object by size and sha256 without uploading again.
         return mark_job_completed(
             claim,
             CompletedUpload(
@@ -55,17 +71,5 @@ def retry_upload_job(job_id: int) -> UploadJob:
                 step_seconds=timer.seconds,
             ),
         )
-    except Exception as exc:
-        mark_job_failed(
-            claim,
-            FailedUpload(
-                error=str(exc),
-                error_kind=error_kind_for(exc),
-                source_size_bytes=source_size,
-                fallback_reason=fallback_reason,
-                step_seconds=timer.seconds,
-            ),
-        )
-        raise
     finally:
         cleanup_temp_file(str(work_dir), claim.source_path)

@@ -14,8 +14,8 @@ from upload_jobs.errors import (
     error_kind_for,
 )
 from upload_jobs.files import (
+    attempt_work_dir,
     check_source_file,
-    create_attempt_work_dir,
     format_megabytes,
     remove_attempt_work_dir,
 )
@@ -54,9 +54,10 @@ def test_megabytes_format() -> None:
 
 
 def test_attempt_folders_are_unique_and_removed(tmp_path: Path) -> None:
-    first = create_attempt_work_dir(tmp_path / "work", 7, 1)
-    second = create_attempt_work_dir(tmp_path / "work", 7, 1)
-    assert first != second
+    first = attempt_work_dir(tmp_path / "work", 7, 1)
+    second = attempt_work_dir(tmp_path / "work", 7, 1)
+    assert first != second and first.parent == second.parent == tmp_path / "work"
+    first.mkdir(parents=True)
     (first / "out.mp4").write_bytes(b"x")
     assert remove_attempt_work_dir(first, tmp_path / "source.mp4")
     assert not first.exists()
@@ -64,7 +65,8 @@ def test_attempt_folders_are_unique_and_removed(tmp_path: Path) -> None:
 
 
 def test_cleanup_never_deletes_the_source(tmp_path: Path) -> None:
-    folder = create_attempt_work_dir(tmp_path / "work", 1, 1)
+    folder = attempt_work_dir(tmp_path / "work", 1, 1)
+    folder.mkdir(parents=True)
     source = folder / "source.mp4"
     source.write_bytes(b"precious")
     with pytest.raises(ValueError, match="contains the source video"):

@@ -14,10 +14,10 @@ import pytest
 
 from upload_jobs import samples
 from upload_jobs.errors import OptimizationFailed
+from upload_jobs.ffmpeg_process import RemuxFailed
 from upload_jobs.media import (
     FfmpegUnavailable,
     OutputInvalid,
-    RemuxFailed,
     SourceTruncated,
     UnsupportedCodec,
     build_remux_args,

@@ -46,12 +46,9 @@ def format_megabytes(size_bytes: int) -> str:
     return f"{size_bytes / MEGABYTE:.2f} MB"
 
 
-def create_attempt_work_dir(work_dir: Path, job_id: int, attempt_number: int) -> Path:
-    """A fresh folder for one attempt's temp files, so cleanup can remove all of them at once."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    folder = work_dir / f"job-{job_id}-attempt-{attempt_number}-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    return folder
+def attempt_work_dir(work_dir: Path, job_id: int, attempt_number: int) -> Path:
+    """A folder name, unique to one attempt, for its temp files; created by whoever writes."""
+    return work_dir / f"job-{job_id}-attempt-{attempt_number}-{uuid.uuid4().hex[:8]}"
 
 
 def remove_attempt_work_dir(folder: Path, source_path: str | Path) -> bool:

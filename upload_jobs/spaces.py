@@ -1,18 +1,16 @@
 """DigitalOcean Spaces (S3-compatible) through boto3: upload, verify, abort, public URL.
 
-Every failure leaves this module as a `TransientUploadError` or a `PermanentUploadError` whose
-message is meant for people and never carries credential values.
+Every failure leaves this module as a `TransientUploadError` or a `PermanentUploadError`
+(see `s3_errors`), with a message meant for people that never carries credential values.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,17 +18,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import boto3
-import urllib3.exceptions
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from upload_jobs.errors import (
-    PermanentUploadError,
-    TransientUploadError,
-    UploadJobError,
-    UploadVerificationFailed,
-)
-from upload_jobs.redaction import redact, register_secrets
+from upload_jobs.errors import UploadVerificationFailed
+from upload_jobs.redaction import register_secrets
+from upload_jobs.s3_errors import NO_SUCH_UPLOAD, classified_upload_errors, classify_upload_error
 from upload_jobs.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,34 +37,6 @@ VIDEO_CONTENT_TYPE = "video/mp4"
 # S3 limits for multipart uploads: parts of at least 5 MiB (but the last), at most 10,000 parts.
 MIN_PART_BYTES = 5 * MiB
 MAX_PARTS = 10_000
-
-_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
-_BUCKET_HINT = "check UPLOAD_JOBS_BUCKET"
-_PERMANENT_CODES: dict[str, str] = {
-    "NoSuchBucket": _BUCKET_HINT,
-    "InvalidBucketName": _BUCKET_HINT,
-    "InvalidAccessKeyId": f"check the credentials: {_CREDENTIALS_HINT}",
-    "SignatureDoesNotMatch": f"check the credentials: {_CREDENTIALS_HINT}",
-    "AccessDenied": "check that the access key may write to this bucket",
-    "AllAccessDisabled": "access to this bucket is disabled",
-    "AccountProblem": "the storage account needs attention",
-    "AccessControlListNotSupported": "the bucket refuses ACLs: change UPLOAD_JOBS_ACL",
-    # A 501 is a 5xx, but a feature the store lacks will not appear on retry.
-    "NotImplemented": "the storage service does not support this request",
-}
-# The multipart upload vanished (e.g. a sweep aborted it): a new attempt starts a new one.
-_NO_SUCH_UPLOAD = "NoSuchUpload"
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                    "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
-                    "RequestLimitExceeded", "TooManyRequests", "OperationAborted", "BadDigest",
-                    "XAmzContentSHA256Mismatch", "IncompleteBody", _NO_SUCH_UPLOAD}  # fmt: skip
-_CREDENTIAL_ERRORS = (bce.NoCredentialsError, bce.PartialCredentialsError,
-                      bce.CredentialRetrievalError, bce.ProfileNotFound)  # fmt: skip
-_NETWORK_ERRORS = (bce.ConnectionError, bce.HTTPClientError, bce.IncompleteReadError,
-                   urllib3.exceptions.HTTPError, http.client.HTTPException,
-                   ConnectionError, TimeoutError)  # fmt: skip
-# Environment variables whose values must never reach a message, even if a server echoes them.
-_MAX_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -135,73 +100,6 @@ def file_sha256(path: Path, chunk_size: int = 8 * MiB) -> str:
     return digest.hexdigest()
 
 
-def classify_upload_error(
-    exc: BaseException, *, bucket: str | None = None
-) -> TransientUploadError | PermanentUploadError:
-    """The domain error for a boto3/network failure: transient if a retry may help, else permanent.
-
-    The caller raises it `from exc`; the message names the cause and the setting to check.
-    """
-    where = f"Upload to bucket '{bucket}' failed" if bucket else "Upload failed"
-    if isinstance(exc, _CREDENTIAL_ERRORS):
-        return PermanentUploadError(f"{where}: no credentials found: {_CREDENTIALS_HINT}")
-    if isinstance(exc, bce.ClientError):
-        return _classify_client_error(exc, where)
-    if isinstance(exc, _NETWORK_ERRORS):
-        detail = _detail(f"{type(exc).__name__}: {exc}")
-        return TransientUploadError(
-            f"{where}: the storage endpoint could not be reached or dropped the connection "
-            f"({detail}) — check UPLOAD_JOBS_ENDPOINT_URL and the network; retrying may help"
-        )
-    if isinstance(exc, bce.BotoCoreError):
-        # The rest of botocore's own errors are configuration or parameter mistakes.
-        return PermanentUploadError(f"{where}: {_detail(f'{type(exc).__name__}: {exc}')}")
-    return TransientUploadError(f"{where}: unexpected {_detail(f'{type(exc).__name__}: {exc}')}")
-
-
-def _classify_client_error(
-    exc: bce.ClientError, where: str
-) -> TransientUploadError | PermanentUploadError:
-    error = exc.response.get("Error", {})
-    meta = exc.response.get("ResponseMetadata", {})
-    code = str(error.get("Code") or "")
-    status = meta.get("HTTPStatusCode")
-    attempts = meta.get("RetryAttempts") or 0
-    summary = code or f"HTTP {status}"
-    if error.get("Message"):
-        summary += f" ({_detail(str(error['Message']))})"
-    if attempts:
-        summary += f" after {attempts + 1} attempts"
-    if code in _PERMANENT_CODES:
-        return PermanentUploadError(f"{where}: {summary} — {_PERMANENT_CODES[code]}")
-    if code in _TRANSIENT_CODES or status in (408, 429) or (status or 0) >= 500:
-        hint = "check the system clock" if code == "RequestTimeTooSkewed" else "retrying may help"
-        return TransientUploadError(f"{where}: {summary} — {hint}")
-    if status is not None and 400 <= status < 500:
-        hint = "check the access key's permissions" if status == 403 else "a retry will not help"
-        return PermanentUploadError(f"{where}: {summary} — {hint}")
-    return TransientUploadError(f"{where}: {summary}")
-
-
-def _detail(text: str) -> str:
-    """Server- or library-provided text, shortened and with credential values removed."""
-    text = redact(text)
-    if len(text) > _MAX_DETAIL_CHARS:
-        text = text[:_MAX_DETAIL_CHARS] + "…"
-    return text
-
-
-@contextmanager
-def _classified(bucket: str) -> Iterator[None]:
-    """Re-raises any boto3 or network failure inside the block as a domain upload error."""
-    try:
-        yield
-    except UploadJobError:
-        raise
-    except Exception as exc:
-        raise classify_upload_error(exc, bucket=bucket) from exc
-
-
 def _error_code(exc: bce.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code") or "")
 
@@ -213,7 +111,7 @@ def _is_not_found(exc: bce.ClientError) -> bool:
 
 def find_existing_object(client: S3Client, bucket: str, key: str) -> ExistingObject | None:
     """The object's HEAD, or None when there is no such object (a missing bucket also 404s)."""
-    with _classified(bucket):
+    with classified_upload_errors(bucket):
         try:
             head = client.head_object(Bucket=bucket, Key=key)
         except bce.ClientError as exc:
@@ -260,7 +158,7 @@ def upload_video(
     transfer = _Transfer(client, bucket, key, path, size, headers, on_progress)
     multipart = size >= multipart_threshold
     logger.info("Uploading %s to %s (%d bytes, multipart=%s)", path, transfer, size, multipart)
-    with _classified(bucket):
+    with classified_upload_errors(bucket):
         if multipart:
             transfer.multipart(chunk_size, max(1, concurrency))
         else:
@@ -389,7 +287,7 @@ def list_open_multipart_uploads(
 ) -> list[dict[str, Any]]:
     """Multipart uploads neither completed nor aborted, as `Key`, `UploadId`, `Initiated` dicts."""
     fields = ("Key", "UploadId", "Initiated")
-    with _classified(bucket):
+    with classified_upload_errors(bucket):
         pages = client.get_paginator("list_multipart_uploads").paginate(
             Bucket=bucket, Prefix=prefix
         )
@@ -410,11 +308,11 @@ def abort_stale_multipart_uploads(
         key, upload_id, initiated = upload["Key"], upload["UploadId"], upload["Initiated"]
         if initiated is None or initiated > cutoff:
             continue
-        with _classified(bucket):
+        with classified_upload_errors(bucket):
             try:
                 client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             except bce.ClientError as exc:
-                if _error_code(exc) != _NO_SUCH_UPLOAD:  # already gone is what we wanted
+                if _error_code(exc) != NO_SUCH_UPLOAD:  # already gone is what we wanted
                     error = classify_upload_error(exc, bucket=bucket)
                     logger.warning("Could not abort stale upload of s3://%s/%s: %s", bucket, key,
                                    error)  # fmt: skip
@@ -427,7 +325,7 @@ def abort_stale_multipart_uploads(
 
 def ensure_bucket(client: S3Client, bucket: str) -> None:
     """Creates the bucket unless it exists (for the demo and local stores)."""
-    with _classified(bucket):
+    with classified_upload_errors(bucket):
         try:
             client.head_bucket(Bucket=bucket)
             return

@@ -7,9 +7,11 @@ from datetime import timedelta
 from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 
+from upload_jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.errors import ErrorKind
 from upload_jobs.models import UploadJob
 from upload_jobs.settings import get_settings
-from upload_jobs.store import ClaimedJob, CompletedUpload, FailedUpload, JobStore, new_lease_owner
+from upload_jobs.store import ClaimedJob, JobStore, new_lease_owner
 
 # A dropped database connection while recording an outcome must cost a retry, not the outcome.
 MARK_RETRIES = 3
@@ -38,10 +40,10 @@ def claim_job(job_id: int) -> ClaimedJob:
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )
-def mark_job_completed(claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
+def mark_job_completed(claim: ClaimedJob, report: AttemptReport, stored: StoredObject) -> UploadJob:
     """Record the upload on the job: completed, sizes, ETag, CDN link, optimized flag."""
-    job = JobStore(get_settings().database_url).mark_completed(claim, upload)
-    get_run_logger().info("Upload job %s completed: %s", claim.job_id, upload.public_url)
+    job = JobStore(get_settings().database_url).mark_completed(claim, report, stored)
+    get_run_logger().info("Upload job %s completed: %s", claim.job_id, stored.public_url)
     return job
 
 
@@ -50,10 +52,10 @@ def mark_job_completed(claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )
-def mark_job_failed(claim: ClaimedJob, failure: FailedUpload) -> UploadJob:
+def mark_job_failed(
+    claim: ClaimedJob, report: AttemptReport, error: str, error_kind: ErrorKind
+) -> UploadJob:
     """Record why the run failed on the job (`last_error`, `error_kind`) and release it."""
-    job = JobStore(get_settings().database_url).mark_failed(claim, failure)
-    get_run_logger().error(
-        "Upload job %s failed (%s): %s", claim.job_id, failure.error_kind, failure.error
-    )
+    job = JobStore(get_settings().database_url).mark_failed(claim, report, error, error_kind)
+    get_run_logger().error("Upload job %s failed (%s): %s", claim.job_id, error_kind, error)
     return job

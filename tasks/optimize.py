@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.states import State
 
 from upload_jobs import media
+from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Preset, get_settings
 
 
@@ -19,12 +20,14 @@ def optimize_for_streaming(
     """Remux the source for streaming into the attempt's folder, validated; fails on any doubt."""
     settings = get_settings()
     logger = get_run_logger()
+    progress = ProgressReport(logger.info, f"Remux ({preset})")
     result = media.optimize_for_streaming(
         Path(source_path),
         Path(attempt_work_dir),
         preset,
         media.resolve_ffmpeg(settings.ffmpeg),
         timeout_seconds=settings.ffmpeg_timeout_seconds,
+        on_progress=progress.percent,
     )
     if result.already_optimized:
         logger.info("Source is already stream-ready (%s): uploading it as it is", preset)

@@ -12,6 +12,7 @@ from prefect.tasks import exponential_backoff
 
 from upload_jobs import spaces
 from upload_jobs.errors import TransientUploadError
+from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Settings, get_settings
 
 RETRY_JITTER_FACTOR = 0.5
@@ -34,6 +35,7 @@ def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
+    progress = ProgressReport(logger.info, "Upload", total_bytes=Path(path).stat().st_size)
     result = spaces.upload_video(
         client,
         settings.bucket,
@@ -44,6 +46,7 @@ def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
         multipart_threshold=settings.multipart_threshold_bytes,
         chunk_size=settings.multipart_chunk_bytes,
         concurrency=settings.upload_concurrency,
+        on_progress=progress.bytes_done,
     )
     if result.skipped_existing:
         logger.info(

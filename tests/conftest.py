@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,16 +135,24 @@ def clip_library(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[
 
 
 @pytest.fixture
-def clip(clip_library: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
-    """`clip(kind, relative_path)`: copy a sample clip to tmp_path/relative_path."""
+def clip(clip_library: dict[str, Path], tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """`clip(kind, relative_path)`: copy a sample clip to tmp_path/videos/relative_path.
+
+    At teardown every copy must still hold its original bytes: sources are never modified.
+    """
+    copies: list[tuple[Path, str]] = []
 
     def copy(kind: str, relative_path: str) -> Path:
         target = tmp_path / "videos" / relative_path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip_library[kind], target)
+        copies.append((target, sha256_of(clip_library[kind])))
         return target
 
-    return copy
+    yield copy
+    for path, original in copies:
+        assert path.is_file(), f"source video {path} was deleted"
+        assert sha256_of(path) == original, f"source video {path} was modified"
 
 
 def sha256_of(path: Path) -> str:

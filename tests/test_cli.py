@@ -134,3 +134,17 @@ def test_credentials_never_appear_in_output_logs_or_records(
     assert "Authorization" in caplog.text, "botocore DEBUG logs were captured"
     assert TEST_SECRET_KEY not in everything
     assert TEST_ACCESS_KEY not in everything
+
+
+def test_invalid_setting_is_one_clear_line(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from upload_jobs.settings import get_settings
+
+    monkeypatch.setenv("UPLOAD_JOBS_PRESET", "turbo")
+    get_settings.cache_clear()
+    code, output = invoke("list")
+    get_settings.cache_clear()
+    assert code == 2
+    assert "Invalid setting: UPLOAD_JOBS_PRESET" in output and "faststart" in output
+    assert "Traceback" not in output

@@ -8,23 +8,22 @@ from datetime import timedelta
 
 import pytest
 
+from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
 from upload_jobs.models import AttemptOutcome, JobStatus, as_utc, utcnow
-from upload_jobs.store import CompletedUpload, FailedUpload, JobStore, retry_backoff
+from upload_jobs.store import JobStore, retry_backoff
 
 LEASE = timedelta(minutes=10)
 
 
-def completed_upload() -> CompletedUpload:
-    return CompletedUpload(
-        public_url="https://cdn.example/videos/a.mp4",
-        etag="abc",
-        source_size_bytes=100,
-        uploaded_size_bytes=90,
-        optimized=True,
-        optimization_preset="faststart",
-        step_seconds={"upload_to_spaces": 0.5},
-    )
+REPORT = AttemptReport(
+    preset="faststart",
+    source_size_bytes=100,
+    uploaded_size_bytes=90,
+    optimized=True,
+    step_seconds={"upload_to_spaces": 0.5},
+)
+STORED = StoredObject(public_url="https://cdn.example/videos/a.mp4", etag="abc")
 
 
 def test_add_and_read_jobs(database_url: str) -> None:
@@ -51,7 +50,7 @@ def test_claim_then_complete_records_job_and_attempt(database_url: str) -> None:
     expires = as_utc(held.lease_expires_at)
     assert expires is not None and expires > utcnow()
 
-    done = store.mark_completed(claim, completed_upload())
+    done = store.mark_completed(claim, REPORT, STORED)
     assert done.status == JobStatus.COMPLETED
     assert (done.lease_owner, done.lease_expires_at) == (None, None)
     assert done.optimized_for_streaming and done.optimization_preset == "faststart"
@@ -70,9 +69,9 @@ def test_failed_run_records_reason_and_backoff(database_url: str) -> None:
     claim = store.claim_job(job.id, "worker-1", LEASE)
     failed = store.mark_failed(
         claim,
-        FailedUpload(
-            error="Original video file not found: /v/a.mp4", error_kind=ErrorKind.SOURCE_MISSING
-        ),
+        AttemptReport(preset="faststart"),
+        "Original video file not found: /v/a.mp4",
+        ErrorKind.SOURCE_MISSING,
     )
     assert failed.status == JobStatus.FAILED
     assert failed.error_kind == "source_missing"
@@ -90,7 +89,7 @@ def test_claim_refuses_running_completed_and_unknown_jobs(database_url: str) -> 
     claim = store.claim_job(job.id, "worker-1", LEASE)
     with pytest.raises(JobNotClaimable, match=r"already in progress .*worker-1"):
         store.claim_job(job.id, "worker-2", LEASE)
-    store.mark_completed(claim, completed_upload())
+    store.mark_completed(claim, REPORT, STORED)
     with pytest.raises(JobNotClaimable, match="already completed"):
         store.claim_job(job.id, "worker-2", LEASE)
     with pytest.raises(JobNotFound):
@@ -105,7 +104,7 @@ def test_only_the_lease_holder_can_finish(database_url: str) -> None:
     claim = store.claim_job(job.id, "worker-1", LEASE)
     stranger = type(claim)(**{**claim.__dict__, "lease_owner": "worker-2"})
     with pytest.raises(JobNotClaimable, match="no longer held by this run"):
-        store.mark_completed(stranger, completed_upload())
+        store.mark_completed(stranger, REPORT, STORED)
     assert store.get_job(job.id).status == JobStatus.IN_PROGRESS
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
@@ -60,6 +61,12 @@ def _friendly_errors(json_output: bool) -> Iterator[None]:
         )
     except UploadJobError as exc:
         _fail(str(exc), EXIT_FAILED, json_output, error_kind=exc.error_kind)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"UPLOAD_JOBS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        _fail(f"Invalid setting: {problems}", EXIT_USAGE, json_output)
     except SQLAlchemyError as exc:
         url = redacted_url(get_settings().database_url)
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
@@ -183,7 +190,9 @@ def demo(json_output: JsonOption = False) -> None:
     """Show the whole product on this machine: local S3 server, sample videos, retries."""
     from upload_jobs.demo import run_demo
 
-    raise typer.Exit(run_demo(console, json_output=json_output))
+    with _friendly_errors(json_output):
+        exit_code = run_demo(console, json_output=json_output)
+    raise typer.Exit(exit_code)
 
 
 @db_app.command("upgrade")

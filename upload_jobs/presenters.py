@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,26 @@ STATUS_STYLES = {
 }
 
 
+def _as_dict(row: UploadJob | UploadAttempt) -> dict[str, Any]:
+    # Declared field order (a loaded row's own order is whatever the ORM filled in first);
+    # timestamps in UTC ISO 8601 even where SQLite hands them back without a zone.
+    data = row.model_dump(mode="json")
+    ordered: dict[str, Any] = {}
+    for name in type(row).model_fields:
+        value = getattr(row, name)
+        moment = as_utc(value) if isinstance(value, datetime) else None
+        ordered[name] = moment.isoformat() if moment else data[name]
+    return ordered
+
+
 def job_as_dict(job: UploadJob) -> dict[str, Any]:
-    """A job as JSON-ready data, timestamps in UTC ISO 8601."""
-    data = job.model_dump(mode="json")
-    for name in ("lease_expires_at", "next_attempt_at", "created_at", "updated_at", "completed_at"):
-        moment = as_utc(getattr(job, name))
-        data[name] = moment.isoformat() if moment else None
-    return data
+    """A job as JSON-ready data, in the table's column order."""
+    return _as_dict(job)
 
 
 def attempt_as_dict(attempt: UploadAttempt) -> dict[str, Any]:
-    """An attempt as JSON-ready data, timestamps in UTC ISO 8601."""
-    data = attempt.model_dump(mode="json")
-    for name in ("started_at", "finished_at"):
-        moment = as_utc(getattr(attempt, name))
-        data[name] = moment.isoformat() if moment else None
-    return data
+    """An attempt as JSON-ready data, in the table's column order."""
+    return _as_dict(attempt)
 
 
 def print_json(console: Console, payload: Any) -> None:

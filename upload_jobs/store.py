@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
+from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.database import session_for
 from upload_jobs.errors import ErrorKind, JobAlreadyCompleted, JobInProgress, JobNotFound
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
@@ -33,33 +34,6 @@ class ClaimedJob:
     attempt_id: int
     lease_owner: str
     lease_expires_at: datetime
-
-
-@dataclass
-class CompletedUpload:
-    """What a successful run stores on its job and attempt."""
-
-    public_url: str
-    etag: str
-    source_size_bytes: int
-    uploaded_size_bytes: int
-    optimized: bool
-    optimization_preset: str
-    fallback_reason: str | None = None
-    skipped_existing_object: bool = False
-    step_seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class FailedUpload:
-    """What a failed run stores on its job and attempt."""
-
-    error: str
-    error_kind: ErrorKind
-    source_size_bytes: int | None = None
-    optimized: bool = False
-    fallback_reason: str | None = None
-    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def new_lease_owner(flow_run_id: str | None = None) -> str:
@@ -194,55 +168,44 @@ class JobStore:
             f"Upload job {job_id} is already in progress (held by {job.lease_owner}{until})"
         )
 
-    def mark_completed(self, claim: ClaimedJob, upload: CompletedUpload) -> UploadJob:
+    def mark_completed(
+        self, claim: ClaimedJob, report: AttemptReport, stored: StoredObject
+    ) -> UploadJob:
         """Record a successful run: the job becomes completed, its lease released."""
         now = utcnow()
         job_values: dict[str, Any] = {
             "status": JobStatus.COMPLETED,
             "last_error": None,
             "error_kind": None,
-            "optimized_for_streaming": upload.optimized,
-            "optimization_preset": upload.optimization_preset,
-            "source_size_bytes": upload.source_size_bytes,
-            "uploaded_size_bytes": upload.uploaded_size_bytes,
-            "public_url": upload.public_url,
-            "etag": upload.etag,
+            "optimized_for_streaming": report.optimized,
+            "optimization_preset": report.preset,
+            "source_size_bytes": report.source_size_bytes,
+            "uploaded_size_bytes": report.uploaded_size_bytes,
+            "public_url": stored.public_url,
+            "etag": stored.etag,
             "next_attempt_at": None,
             "completed_at": now,
         }
-        attempt_values: dict[str, Any] = {
-            "outcome": AttemptOutcome.COMPLETED,
-            "optimized": upload.optimized,
-            "optimization_preset": upload.optimization_preset,
-            "fallback_reason": upload.fallback_reason,
-            "skipped_existing_object": upload.skipped_existing_object,
-            "source_size_bytes": upload.source_size_bytes,
-            "uploaded_size_bytes": upload.uploaded_size_bytes,
-            "step_seconds": upload.step_seconds,
-        }
+        attempt_values = _attempt_values(report, AttemptOutcome.COMPLETED)
+        attempt_values["skipped_existing_object"] = stored.skipped_existing_object
         return self._finish(claim, job_values, attempt_values, now)
 
-    def mark_failed(self, claim: ClaimedJob, failure: FailedUpload) -> UploadJob:
+    def mark_failed(
+        self, claim: ClaimedJob, report: AttemptReport, error: str, error_kind: ErrorKind
+    ) -> UploadJob:
         """Record a failed run: the job becomes failed with a reason and a next due time."""
         now = utcnow()
         job_values: dict[str, Any] = {
             "status": JobStatus.FAILED,
-            "last_error": failure.error,
-            "error_kind": failure.error_kind,
+            "last_error": error,
+            "error_kind": error_kind,
             "optimized_for_streaming": False,
             "next_attempt_at": now + retry_backoff(claim.attempt_number),
         }
-        if failure.source_size_bytes is not None:
-            job_values["source_size_bytes"] = failure.source_size_bytes
-        attempt_values: dict[str, Any] = {
-            "outcome": AttemptOutcome.FAILED,
-            "error": failure.error,
-            "error_kind": failure.error_kind,
-            "optimized": failure.optimized,
-            "fallback_reason": failure.fallback_reason,
-            "source_size_bytes": failure.source_size_bytes,
-            "step_seconds": failure.step_seconds,
-        }
+        if report.source_size_bytes is not None:
+            job_values["source_size_bytes"] = report.source_size_bytes
+        attempt_values = _attempt_values(report, AttemptOutcome.FAILED)
+        attempt_values |= {"error": error, "error_kind": error_kind}
         return self._finish(claim, job_values, attempt_values, now)
 
     def _finish(
@@ -279,3 +242,15 @@ class JobStore:
             connection.execute(finish_attempt)
             session.commit()
         return self.get_job(claim.job_id)
+
+
+def _attempt_values(report: AttemptReport, outcome: AttemptOutcome) -> dict[str, Any]:
+    return {
+        "outcome": outcome,
+        "optimized": report.optimized,
+        "optimization_preset": report.preset,
+        "fallback_reason": report.fallback_reason,
+        "source_size_bytes": report.source_size_bytes,
+        "uploaded_size_bytes": report.uploaded_size_bytes,
+        "step_seconds": report.step_seconds,
+    }

@@ -1,0 +1,38 @@
+"""What one run of a job finds out as it goes; saved on its attempt row however the run ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AttemptReport:
+    """Sizes, optimization outcome and seconds per step of one attempt, filled in step by step."""
+
+    preset: str | None = None
+    source_size_bytes: int | None = None
+    uploaded_size_bytes: int | None = None
+    optimized: bool = False
+    fallback_reason: str | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time the block as step `name`; a step that fails is timed too."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[name] = round(time.perf_counter() - started, 3)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What the bucket holds for the job once its upload step succeeded."""
+
+    public_url: str
+    etag: str
+    skipped_existing_object: bool = False

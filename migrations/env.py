@@ -1,38 +1,33 @@
-"""Alembic environment: the URL and connection come from `upload_jobs.migrate` (or the CLI)."""
+"""Alembic environment: `upload_jobs.database` hands in a connection; the `alembic` command
+line gets one from UPLOAD_JOBS_DATABASE_URL (or `sqlalchemy.url`)."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
+from upload_jobs.database import create_job_engine
 from upload_jobs.models import SQLModel
 from upload_jobs.settings import get_settings
 
-target_metadata = SQLModel.metadata
+
+def run_migrations_on(connection: Connection) -> None:
+    # Batch mode lets later migrations alter tables on SQLite, which lacks most ALTER TABLE.
+    context.configure(
+        connection=connection,
+        target_metadata=SQLModel.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
-def run_migrations() -> None:
-    connection = context.config.attributes.get("connection")
-    if connection is not None:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        return
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    run_migrations_on(connection)
+else:
     url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        context.configure(
-            connection=conn,
-            target_metadata=target_metadata,
-            render_as_batch=conn.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+    engine = create_job_engine(url)
+    with engine.begin() as own_connection:
+        run_migrations_on(own_connection)
     engine.dispose()
-
-
-run_migrations()

@@ -131,6 +131,7 @@ def clip_library(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[
         "faststart": samples.make_faststart_mp4(folder / "faststart.mp4", ffmpeg=ffmpeg),
         "mov_pcm": samples.make_mov_with_pcm_audio(folder / "pcm.MOV", ffmpeg=ffmpeg),
         "truncated": samples.make_truncated_mp4(folder / "truncated.mp4", ffmpeg=ffmpeg),
+        "fragmented": samples.make_fragmented_mp4(folder / "fragmented.mp4", ffmpeg=ffmpeg),
     }
 
 

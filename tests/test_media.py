@@ -7,7 +7,6 @@ import itertools
 import os
 import random
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -32,19 +31,9 @@ FASTSTART = Preset.FASTSTART
 FRAGMENTED = Preset.FRAGMENTED
 
 
-@pytest.fixture(scope="module")
-def ffmpeg() -> str:
-    return resolve_ffmpeg()
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("media-clips")
-    return {
-        "moov_at_end": samples.make_moov_at_end_mp4(root / "end.mp4", ffmpeg=ffmpeg),
-        "faststart": samples.make_faststart_mp4(root / "fast.mp4", ffmpeg=ffmpeg),
-        "fragmented": samples.make_fragmented_mp4(root / "frag.mp4", ffmpeg=ffmpeg),
-    }
+@pytest.fixture
+def clips(clip_library: dict[str, Path]) -> dict[str, Path]:
+    return clip_library
 
 
 @pytest.fixture
@@ -431,63 +420,74 @@ def test_unplayable_video_is_refused_before_running_ffmpeg(
     guard.assert_unchanged()
 
 
-def test_timeout_kills_ffmpeg_and_removes_temp(
-    clips: dict[str, Path], tmp_path: Path, work_dir: Path, guard: SourceGuard
-) -> None:
-    source = clips["moov_at_end"]
-    guard.watch(source)
-    stuck = fake_ffmpeg(tmp_path, 'out="${@: -1}"; touch "${out#file:}"; sleep 30 & sleep 30')
-
-    started = time.monotonic()
-    with pytest.raises(RemuxFailed, match=r"did not finish within 0\.5 s"):
-        optimize_for_streaming(source, work_dir, FASTSTART, stuck, timeout_seconds=0.5)
-
-    assert time.monotonic() - started < 10
-    assert list(work_dir.iterdir()) == []
-    guard.assert_unchanged()
-
-
-def test_nonzero_exit_reports_stderr_tail(
-    clips: dict[str, Path], tmp_path: Path, work_dir: Path, guard: SourceGuard
-) -> None:
-    source = clips["moov_at_end"]
-    guard.watch(source)
-    full_disk = fake_ffmpeg(
-        tmp_path,
+BROKEN_FFMPEG = [
+    pytest.param(
+        'out="${@: -1}"; touch "${out#file:}"; echo $$ > "$PIDS"; sleep 120 & echo $! >> "$PIDS"; '
+        "sleep 120",
+        RemuxFailed,
+        r"did not finish within 0\.5 s",
+        id="hangs-past-timeout",
+        # Without the process-group kill, the orphaned sleep holds ffmpeg's stdout open and the
+        # remux never returns: this limit turns that into a failure (after the 2-minute sleep).
+        marks=pytest.mark.timeout(30),
+    ),
+    pytest.param(
         'out="${@: -1}"; printf x > "${out#file:}"\n'
         'echo "av_interleaved_write_frame(): No space left on device" >&2; exit 1',
-    )
-
-    with pytest.raises(RemuxFailed, match=r"exit status 1:\nav_interleaved.*No space left"):
-        optimize_for_streaming(source, work_dir, FASTSTART, full_disk)
-    assert list(work_dir.iterdir()) == []
-    guard.assert_unchanged()
-
-
-def test_ffmpeg_killed_by_signal(
-    clips: dict[str, Path], tmp_path: Path, work_dir: Path, guard: SourceGuard
-) -> None:
-    source = clips["moov_at_end"]
-    guard.watch(source)
-    killed = fake_ffmpeg(tmp_path, 'out="${@: -1}"; touch "${out#file:}"; kill -KILL $$')
-
-    with pytest.raises(RemuxFailed, match="killed by SIGKILL"):
-        optimize_for_streaming(source, work_dir, FASTSTART, killed)
-    assert list(work_dir.iterdir()) == []
-    guard.assert_unchanged()
-
-
-def test_success_without_output_is_caught(
-    clips: dict[str, Path], tmp_path: Path, work_dir: Path, guard: SourceGuard
-) -> None:
+        RemuxFailed,
+        r"exit status 1:\nav_interleaved.*No space left",
+        id="disk-full",
+    ),
+    pytest.param(
+        'out="${@: -1}"; touch "${out#file:}"; kill -KILL $$',
+        RemuxFailed,
+        "killed by SIGKILL",
+        id="killed-by-signal",
+    ),
     # ffmpeg 9 exits 0 when -n finds the output already there; nothing gets written.
+    pytest.param("exit 0", OutputInvalid, "output file was never written", id="exit-0-no-output"),
+]
+
+
+@pytest.mark.parametrize(("script", "error", "message"), BROKEN_FFMPEG)
+def test_ffmpeg_failures_fall_back_with_a_reason_and_no_temp_file(
+    clips: dict[str, Path],
+    tmp_path: Path,
+    work_dir: Path,
+    guard: SourceGuard,
+    monkeypatch: pytest.MonkeyPatch,
+    script: str,
+    error: type[Exception],
+    message: str,
+) -> None:
     source = clips["moov_at_end"]
     guard.watch(source)
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("PIDS", str(pids))
 
-    with pytest.raises(OutputInvalid, match="output file was never written"):
-        optimize_for_streaming(source, work_dir, FASTSTART, fake_ffmpeg(tmp_path, "exit 0"))
+    with pytest.raises(error, match=message):
+        optimize_for_streaming(
+            source, work_dir, FASTSTART, fake_ffmpeg(tmp_path, script), timeout_seconds=0.5
+        )
+
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
+    # A stopped ffmpeg takes its children with it (its whole process group is killed).
+    for pid in pids.read_text().split() if pids.exists() else []:
+        assert not _process_alive(int(pid)), f"process {pid} outlived the timeout"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child not yet reaped by init still answers signal 0: check it is a zombie.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_short_output_fails_duration_check(

@@ -11,13 +11,7 @@ import pytest
 
 from upload_jobs import samples
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.media import resolve_ffmpeg
 from upload_jobs.mp4 import NotAnMp4, read_layout
-
-
-@pytest.fixture(scope="module")
-def ffmpeg() -> str:
-    return resolve_ffmpeg()
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,7 @@ from pathlib import Path
 import pytest
 
 from upload_jobs import samples
-from upload_jobs.media import resolve_ffmpeg
 from upload_jobs.mp4 import NotAnMp4, read_layout
-
-
-@pytest.fixture(scope="module")
-def ffmpeg() -> str:
-    return resolve_ffmpeg()
 
 
 def test_moov_at_end_is_ffmpeg_default_layout(ffmpeg: str, tmp_path: Path) -> None:

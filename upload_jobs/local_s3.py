@@ -6,6 +6,7 @@ buckets, so callers should use their own bucket names.
 
 from __future__ import annotations
 
+import socketserver
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -88,6 +89,34 @@ class _QuietMotoRequestHandler(MotoRequestHandler):
         """Drops the access log line; errors still go through werkzeug's `log_error`."""
 
 
+class BackgroundServer:
+    """Serves a `socketserver` server from a daemon thread; `stop()` is safe to call twice."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._server: socketserver.BaseServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, server: socketserver.BaseServer) -> None:
+        """Serve `server` (already bound, so its port is known) until `stop()`."""
+        self._server = server
+        # A short poll interval keeps stop() (once per test) from taking half a second.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name=self._name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)
+
+
 class LocalS3Server:
     """moto's S3 on 127.0.0.1 and a free port, counting the requests it serves."""
 
@@ -95,7 +124,7 @@ class LocalS3Server:
         self._host = host
         self._port = port
         self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._background = BackgroundServer("local-s3")
         self._lock = threading.Lock()
         self._requests: list[S3Request] = []
 
@@ -112,25 +141,13 @@ class LocalS3Server:
             threaded=True,
             request_handler=_QuietMotoRequestHandler,
         )
-        self._thread = threading.Thread(
-            # A short poll interval keeps stop() from taking half a second.
-            target=self._server.serve_forever,
-            args=(0.05,),
-            name="local-s3",
-            daemon=True,
-        )
-        self._thread.start()
+        self._background.serve(self._server)
         return self
 
     def stop(self) -> None:
         """Stops serving and frees the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
+        self._background.stop()
+        self._server = None
 
     @property
     def endpoint_url(self) -> str:

@@ -17,7 +17,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-from upload_jobs.local_s3 import REQUEST_KINDS, S3Request, classify_s3_request
+from upload_jobs.local_s3 import REQUEST_KINDS, BackgroundServer, S3Request, classify_s3_request
 
 __all__ = ["FaultRule", "S3FaultProxy"]
 
@@ -65,7 +65,7 @@ class S3FaultProxy:
         self._faulted: list[S3Request] = []
         self._headers: list[tuple[S3Request, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._background = BackgroundServer("s3-fault-proxy")
 
     # --- programming faults -------------------------------------------------------------------
 
@@ -168,25 +168,13 @@ class S3FaultProxy:
         if self._server is None:
             self._server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
             self._server.daemon_threads = True
-            self._thread = threading.Thread(
-                # A short poll interval keeps stop() (once per test) from taking half a second.
-                target=self._server.serve_forever,
-                args=(0.05,),
-                name="s3-fault-proxy",
-                daemon=True,
-            )
-            self._thread.start()
+            self._background.serve(self._server)
         return self
 
     def stop(self) -> None:
         """Stops serving and frees the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
+        self._background.stop()
+        self._server = None
 
     @property
     def endpoint_url(self) -> str:

@@ -102,6 +102,8 @@ def _demo_environment(root: Path, endpoint_url: str) -> Iterator[None]:
         "AWS_ACCESS_KEY_ID": "demo-access-key",
         "AWS_SECRET_ACCESS_KEY": "demo-secret-key",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # The temporary Prefect server would otherwise try (and, offline, fail) to phone home.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)

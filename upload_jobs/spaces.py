@@ -21,7 +21,7 @@ import boto3
 from botocore import exceptions as bce
 from botocore.config import Config
 
-from upload_jobs.errors import UploadVerificationFailed
+from upload_jobs.errors import PermanentUploadError, UploadVerificationFailed
 from upload_jobs.redaction import register_secrets
 from upload_jobs.s3_errors import NO_SUCH_UPLOAD, classified_upload_errors, classify_upload_error
 from upload_jobs.settings import Settings
@@ -321,6 +321,21 @@ def abort_stale_multipart_uploads(
         logger.info("Aborted stale multipart upload %s of s3://%s/%s (started %s)",
                     upload_id, bucket, key, initiated.isoformat())  # fmt: skip
     return aborted
+
+
+def check_bucket_access(client: S3Client, bucket: str) -> None:
+    """Raise the classified error when the bucket cannot be reached with these credentials."""
+    with classified_upload_errors(bucket):
+        try:
+            client.head_bucket(Bucket=bucket)
+        except bce.ClientError as exc:
+            if _is_not_found(exc):
+                # HEAD answers a bare 404; say it the way an upload would.
+                raise PermanentUploadError(
+                    f"Upload to bucket '{bucket}' failed: NoSuchBucket (the bucket does not "
+                    "exist) — check UPLOAD_JOBS_BUCKET"
+                ) from exc
+            raise
 
 
 def ensure_bucket(client: S3Client, bucket: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlmodel import col, select
 
 from upload_jobs.attempt_report import AttemptReport, StoredObject
@@ -207,6 +207,63 @@ class JobStore:
         attempt_values = _attempt_values(report, AttemptOutcome.FAILED)
         attempt_values |= {"error": error, "error_kind": error_kind}
         return self._finish(claim, job_values, attempt_values, now)
+
+    def reap_expired_leases(self) -> list[int]:
+        """Jobs whose run stopped (lease expired while in progress) become failed: worker_lost."""
+        now = utcnow()
+        error = (
+            "Worker lost: the run holding this job stopped before finishing "
+            "(its lease expired); the job will be retried"
+        )
+        reap = (
+            update(UploadJob)
+            .where(col(UploadJob.status) == JobStatus.IN_PROGRESS)
+            .where(col(UploadJob.lease_expires_at) < now)
+            .values(
+                status=JobStatus.FAILED,
+                error_kind=ErrorKind.WORKER_LOST,
+                last_error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+            .returning(col(UploadJob.id))
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            connection = session.connection()
+            reaped = sorted(job_id for job_id in connection.execute(reap).scalars() if job_id)
+            if reaped:
+                connection.execute(
+                    update(UploadAttempt)
+                    .where(col(UploadAttempt.job_id).in_(reaped))
+                    .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+                    .values(
+                        outcome=AttemptOutcome.FAILED,
+                        error=error,
+                        error_kind=ErrorKind.WORKER_LOST,
+                        finished_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            session.commit()
+        return reaped
+
+    def due_failed_jobs(self, limit: int, max_attempts: int) -> list[UploadJob]:
+        """Failed jobs with attempts left whose backoff has passed, oldest first."""
+        now = utcnow()
+        due = or_(col(UploadJob.next_attempt_at).is_(None), col(UploadJob.next_attempt_at) <= now)
+        query = (
+            select(UploadJob)
+            .where(UploadJob.status == JobStatus.FAILED)
+            .where(col(UploadJob.attempts) < max_attempts)
+            .where(due)
+            .order_by(col(UploadJob.updated_at), col(UploadJob.id))
+            .limit(limit)
+        )
+        with session_for(self.database_url) as session:
+            return list(session.exec(query).all())
 
     def _finish(
         self,

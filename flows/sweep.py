@@ -1,0 +1,94 @@
+"""`sweep_failed_uploads`: retry every failed job that is due, here or on the workers."""
+
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from prefect import flow
+from prefect.states import State
+
+from flows.retry_upload import retry_upload_job
+from tasks.sweep import (
+    DueJob,
+    abort_stale_multipart_uploads,
+    check_bucket_access,
+    pick_due_jobs,
+    publish_sweep_report,
+    reap_expired_leases,
+    remove_old_temp_files,
+    start_retry_run,
+)
+from upload_jobs.errors import JobNotClaimable
+from upload_jobs.settings import get_settings
+from upload_jobs.store import JobStore
+from upload_jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
+
+
+@flow(name="sweep-failed-uploads", flow_run_name="sweep-failed-uploads-{mode}")
+def sweep_failed_uploads(
+    limit: int = 50,
+    mode: SweepMode = SweepMode.LOCAL,
+    max_attempts: int = 5,
+    concurrency: int = 2,
+    breaker_threshold: int = 3,
+    stale_multipart_hours: float = 24.0,
+    stale_temp_hours: float = 6.0,
+) -> SweepReport:
+    """Reap lost runs, retry due failed jobs (here or on workers), tidy up, report."""
+    report = SweepReport(mode=str(mode))
+    report.reaped = reap_expired_leases()
+    due = pick_due_jobs(limit, max_attempts)
+    report.picked = [job.job_id for job in due.ready]
+    report.skipped_missing_source = due.missing_source
+    report.stopped_early = check_bucket_access() if due.ready else None
+    if report.stopped_early:
+        report.not_run = report.picked
+    elif mode == SweepMode.DISTRIBUTED:
+        started = start_retry_run.map(due.ready).result()
+        report.flow_runs_started = dict(zip(report.picked, started, strict=True))
+    else:
+        retry_here(due.ready, concurrency, CircuitBreaker(breaker_threshold), report)
+    if not report.stopped_early:
+        report.aborted_multipart_uploads = abort_stale_multipart_uploads(stale_multipart_hours)
+    report.removed_temp_files = remove_old_temp_files(stale_temp_hours)
+    publish_sweep_report(report)
+    return report
+
+
+def retry_here(
+    due: list[DueJob], concurrency: int, breaker: CircuitBreaker, report: SweepReport
+) -> None:
+    """Run the retries as subflows, `concurrency` at a time; stop starting more once the
+    breaker opens (every retry failing the same permanent way)."""
+    store = JobStore(get_settings().database_url)
+    pending = list(due)
+    running: dict[Future[State], int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        while pending or running:
+            while pending and len(running) < max(1, concurrency) and not breaker.open:
+                next_job = pending.pop(0)
+                # Each thread needs its own copy of the flow's context to run a subflow.
+                context = contextvars.copy_context()
+                future = pool.submit(context.run, _retry_as_subflow, next_job.job_id)
+                running[future] = next_job.job_id
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job_id = running.pop(future)
+                if isinstance(future.result().result(raise_on_failure=False), JobNotClaimable):
+                    report.claimed_elsewhere.append(job_id)
+                    continue
+                job = store.get_job(job_id)
+                attempts = store.list_attempts(job_id)
+                fallback = attempts[-1].fallback_reason if attempts else None
+                report.record_retry(job_id, job.status, job.optimized_for_streaming, fallback)
+                breaker.record(job.error_kind, job.last_error)
+    report.not_run = [left.job_id for left in pending]
+    report.stopped_early = breaker.reason
+
+
+def _retry_as_subflow(job_id: int) -> State:
+    state: State = retry_upload_job(job_id, return_state=True)
+    return state

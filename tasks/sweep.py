@@ -1,0 +1,127 @@
+"""Tasks of the sweep: reap lost runs, pick due jobs, start retries, tidy up, report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from upload_jobs import spaces
+from upload_jobs.errors import PermanentUploadError, TransientUploadError
+from upload_jobs.settings import get_settings
+from upload_jobs.store import JobStore
+from upload_jobs.sweeping import SweepReport, remove_stale_temp_files
+
+RETRY_DEPLOYMENT = "retry-upload-job/on-demand"
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A failed job the sweep will retry, and which attempt that retry will be."""
+
+    job_id: int
+    next_attempt_number: int
+
+
+@dataclass(frozen=True)
+class DueJobs:
+    """The sweep's pick: jobs to retry, and jobs skipped because their source is gone."""
+
+    ready: list[DueJob]
+    missing_source: list[int]
+
+
+@task(name="reap_expired_leases")
+def reap_expired_leases() -> list[int]:
+    """Jobs left in progress by a crashed worker become failed (worker_lost) so they retry."""
+    reaped = JobStore(get_settings().database_url).reap_expired_leases()
+    if reaped:
+        get_run_logger().warning("Leases expired, marked worker_lost: jobs %s", reaped)
+    return reaped
+
+
+@task(name="pick_due_jobs")
+def pick_due_jobs(limit: int, max_attempts: int) -> DueJobs:
+    """Failed jobs that are due, oldest first; those whose source file is gone are set aside."""
+    jobs = JobStore(get_settings().database_url).due_failed_jobs(limit, max_attempts)
+    ready = [
+        DueJob(job.id, job.attempts + 1)
+        for job in jobs
+        if job.id is not None and Path(job.source_path).is_file()
+    ]
+    missing = [job.id for job in jobs if job.id is not None and not Path(job.source_path).is_file()]
+    logger = get_run_logger()
+    logger.info("Picked %d due failed jobs: %s", len(ready), [due.job_id for due in ready])
+    if missing:
+        logger.warning("Not retried, source file missing: jobs %s", missing)
+    return DueJobs(ready=ready, missing_source=missing)
+
+
+@task(name="check_bucket_access")
+def check_bucket_access() -> str | None:
+    """Why uploads cannot work at all (bad keys, no bucket), or None; the sweep's first breaker."""
+    settings = get_settings()
+    try:
+        spaces.check_bucket_access(spaces.make_s3_client(settings), settings.bucket)
+    except PermanentUploadError as exc:
+        get_run_logger().error("Bucket not usable, sweep stops: %s", exc)
+        return str(exc)
+    except TransientUploadError as exc:
+        # A blip now says little about the next minutes: let the retries find out.
+        get_run_logger().warning("Bucket check inconclusive, sweeping anyway: %s", exc)
+    return None
+
+
+@task(name="start_retry_run")
+def start_retry_run(due: DueJob) -> str:
+    """Start one `retry-upload-job/on-demand` run for a worker to pick up; returns its id."""
+    flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call: not a coroutine
+        RETRY_DEPLOYMENT,
+        parameters={"job_id": due.job_id},
+        timeout=0,
+        # Two sweeps picking the same job attempt start one flow run between them.
+        idempotency_key=f"retry-upload-job-{due.job_id}-attempt-{due.next_attempt_number}",
+    )
+    return str(flow_run.id)
+
+
+@task(name="abort_stale_multipart_uploads")
+def abort_stale_multipart_uploads(older_than_hours: float) -> int:
+    """Abort multipart uploads a crashed run left open, so no parts linger in the bucket."""
+    settings = get_settings()
+    aborted = spaces.abort_stale_multipart_uploads(
+        spaces.make_s3_client(settings),
+        settings.bucket,
+        timedelta(hours=older_than_hours),
+        prefix=settings.key_prefix,
+    )
+    if aborted:
+        get_run_logger().info("Aborted %d stale multipart uploads", aborted)
+    return aborted
+
+
+@task(name="remove_stale_temp_files")
+def remove_old_temp_files(older_than_hours: float) -> int:
+    """Delete temp files a crashed run left in the work dir."""
+    removed = remove_stale_temp_files(Path(get_settings().work_dir), older_than_hours * 3600)
+    if removed:
+        get_run_logger().info("Removed %d stale temp files", removed)
+    return removed
+
+
+@task(name="publish_sweep_report")
+def publish_sweep_report(report: SweepReport) -> None:
+    """A table artifact of outcomes and a markdown summary, shown on the flow run in the UI."""
+    create_table_artifact(
+        key="sweep-report", table=report.rows(), description="Jobs per outcome of this sweep"
+    )
+    lines = [f"# Sweep ({report.mode})", ""]
+    lines += [f"- **{row['outcome']}**: {row['jobs']}" for row in report.rows() if row["jobs"]]
+    if report.stopped_early:
+        lines += ["", f"**Stopped early**: {report.stopped_early}"]
+    create_markdown_artifact(key="sweep-summary", markdown="\n".join(lines))

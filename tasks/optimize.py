@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.states import State
 
+from tasks.slots import ffmpeg_slot
 from upload_jobs import media
 from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Preset, get_settings
@@ -21,14 +22,15 @@ def optimize_for_streaming(
     settings = get_settings()
     logger = get_run_logger()
     progress = ProgressReport(logger.info, f"Remux ({preset})")
-    result = media.optimize_for_streaming(
-        Path(source_path),
-        Path(attempt_work_dir),
-        preset,
-        media.resolve_ffmpeg(settings.ffmpeg),
-        timeout_seconds=settings.ffmpeg_timeout_seconds,
-        on_progress=progress.percent,
-    )
+    with ffmpeg_slot():
+        result = media.optimize_for_streaming(
+            Path(source_path),
+            Path(attempt_work_dir),
+            preset,
+            media.resolve_ffmpeg(settings.ffmpeg),
+            timeout_seconds=settings.ffmpeg_timeout_seconds,
+            on_progress=progress.percent,
+        )
     if result.already_optimized:
         logger.info("Source is already stream-ready (%s): uploading it as it is", preset)
     elif result.remuxed:

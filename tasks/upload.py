@@ -10,6 +10,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 
+from tasks.slots import upload_slot
 from upload_jobs import spaces
 from upload_jobs.errors import TransientUploadError
 from upload_jobs.progress import ProgressReport
@@ -36,18 +37,19 @@ def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
     progress = ProgressReport(logger.info, "Upload", total_bytes=Path(path).stat().st_size)
-    result = spaces.upload_video(
-        client,
-        settings.bucket,
-        Path(path),
-        object_key,
-        acl=settings.acl,
-        cache_control=settings.cache_control,
-        multipart_threshold=settings.multipart_threshold_bytes,
-        chunk_size=settings.multipart_chunk_bytes,
-        concurrency=settings.upload_concurrency,
-        on_progress=progress.bytes_done,
-    )
+    with upload_slot():
+        result = spaces.upload_video(
+            client,
+            settings.bucket,
+            Path(path),
+            object_key,
+            acl=settings.acl,
+            cache_control=settings.cache_control,
+            multipart_threshold=settings.multipart_threshold_bytes,
+            chunk_size=settings.multipart_chunk_bytes,
+            concurrency=settings.upload_concurrency,
+            on_progress=progress.bytes_done,
+        )
     if result.skipped_existing:
         logger.info(
             "s3://%s/%s already holds this file (same size and sha256): not re-uploaded",

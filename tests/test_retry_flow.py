@@ -4,10 +4,11 @@ video is unchanged, and the work dir is empty."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,6 @@ async def _task_run_names(flow_run_id: str) -> list[str]:
 
 
 def test_each_step_is_its_own_task_run_in_order(settings: Settings, clip) -> None:
-    import asyncio
-
     job_id = add_failed_job(settings, clip("faststart", "a.mp4"))
     state = retry_upload_job(job_id, return_state=True)
     names = asyncio.run(_task_run_names(str(state.state_details.flow_run_id)))
@@ -280,3 +279,29 @@ def test_two_runs_started_at_once_give_one_runner(
     job = JobStore(settings.database_url).get_job(job_id)
     assert (job.status, job.attempts) == (JobStatus.COMPLETED, 1)
     assert len(JobStore(settings.database_url).list_attempts(job_id)) == 1
+
+
+def test_global_concurrency_slots_are_taken_and_given_back(
+    settings: Settings,
+    clip: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def active_slots(create: bool) -> dict[str, int]:
+        async with get_client() as client:
+            if create:
+                await client.upsert_global_concurrency_limit_by_name("ffmpeg-slots", 1)
+            found = await client.read_global_concurrency_limits()
+        return {limit.name: limit.active_slots for limit in found}
+
+    asyncio.run(active_slots(create=True))
+    monkeypatch.setenv("UPLOAD_JOBS_USE_CONCURRENCY_LIMITS", "true")
+    # An upload limit nobody created: the run goes on unlimited, and Prefect says so.
+    monkeypatch.setenv("UPLOAD_JOBS_UPLOAD_SLOTS_LIMIT", "upload-slots-not-set-up")
+    get_settings.cache_clear()
+
+    job, _ = run(add_failed_job(settings, clip("moov_at_end", "slots.mp4")))
+
+    assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
+    assert asyncio.run(active_slots(create=False))["ffmpeg-slots"] == 0, "slot given back"
+    assert "['upload-slots-not-set-up'] do not exist" in caplog.text

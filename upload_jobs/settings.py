@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     upload_retries: int = Field(default=3, ge=0)
     upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
     lease_seconds: int = Field(default=3600, gt=0)
+    # Prefect global concurrency limits (created by `upload-jobs setup`). Off by default: each
+    # slot costs a round trip measured at ~2 s in Prefect 3.8.8, worth it only across workers.
+    use_concurrency_limits: bool = False
+    ffmpeg_slots_limit: str = "ffmpeg-slots"
+    upload_slots_limit: str = "upload-slots"
 
     def resolved_public_base_url(self) -> str:
         """The base of public links: the setting, else the bucket's Spaces CDN host."""

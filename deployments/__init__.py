@@ -1,0 +1,17 @@
+"""Names of what this project registers on a Prefect server; no Prefect import here.
+
+`serve.py` serves the deployments from one process, `prefect.yaml` registers them for the
+`video-uploads` work pool, `setup.py` creates the pool and the global concurrency limits and
+`trigger.py` starts a retry on whichever process or worker serves it.
+"""
+
+from __future__ import annotations
+
+RETRY_DEPLOYMENT = "retry-upload-job/on-demand"
+SWEEP_DEPLOYMENT = "sweep-failed-uploads/scheduled"
+WORK_POOL = "video-uploads"
+DEFAULT_SWEEP_CRON = "*/15 * * * *"
+
+
+class PrefectUnavailable(Exception):
+    """No Prefect server to talk to, or it lacks a deployment; the message says what to start."""

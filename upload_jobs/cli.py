@@ -1,11 +1,12 @@
-"""The `upload-jobs` command line: add, list, show and retry jobs, run the demo."""
+"""The `upload-jobs` command line: add, list, show, retry and sweep jobs, serve, set up, demo."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from deployments import PrefectUnavailable
 from upload_jobs import presenters
 from upload_jobs.database import redacted_url
 from upload_jobs.errors import JobNotFound, UploadJobError
@@ -20,6 +22,10 @@ from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
+from upload_jobs.sweeping import SweepMode, SweepReport
+
+if TYPE_CHECKING:
+    from flows.runs import RetryOutcome
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -61,6 +67,8 @@ def _friendly_errors(json_output: bool) -> Iterator[None]:
         )
     except UploadJobError as exc:
         _fail(str(exc), EXIT_FAILED, json_output, error_kind=exc.error_kind)
+    except PrefectUnavailable as exc:
+        _fail(str(exc), EXIT_FAILED, json_output)
     except ValidationError as exc:
         problems = "; ".join(
             f"UPLOAD_JOBS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
@@ -157,18 +165,35 @@ def show(
 @app.command()
 def retry(
     job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    via_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--via-deployment",
+            help="Run it on whatever serves retry-upload-job/on-demand (`upload-jobs serve` "
+            "or a worker) instead of in this process.",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option(help="With --via-deployment: wait for the run to finish.")
+    ] = True,
+    timeout: Annotated[
+        int, typer.Option(min=1, help="With --via-deployment: seconds to wait at most.")
+    ] = 3600,
     json_output: JsonOption = False,
 ) -> None:
-    """Retry one job now, in this process, as a Prefect flow run.
+    """Retry one job now, as a Prefect flow run, here or on a served deployment.
 
     Exit code 0 when the job ends completed, 1 when it ends failed, 2 for an unknown id.
     """
     with _friendly_errors(json_output):
         store = _store()
         store.get_job(job_id)
-        from flows.runs import run_retry_flow
+        if via_deployment:
+            outcome = _retry_via_deployment(job_id, wait, timeout, json_output)
+        else:
+            from flows.runs import run_retry_flow
 
-        outcome = run_retry_flow(job_id)
+            outcome = run_retry_flow(job_id)
         if json_output:
             presenters.print_json(
                 console,
@@ -183,6 +208,165 @@ def retry(
         else:
             err_console.print(f"[red]{escape(outcome.message)}[/red]", highlight=False)
         raise typer.Exit(0 if outcome.succeeded else EXIT_FAILED)
+
+
+def _retry_via_deployment(job_id: int, wait: bool, timeout: int, json_output: bool) -> RetryOutcome:
+    from deployments.trigger import (
+        finished_retry_outcome,
+        flow_run_url,
+        start_retry,
+        wait_for_retry,
+    )
+
+    flow_run = start_retry(job_id)
+    started = {"flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name}
+    url = flow_run_url(flow_run)
+    if not wait:
+        message = f"Started flow run {flow_run.name} for upload job {job_id}: {url}"
+        if json_output:
+            presenters.print_json(console, {"message": message, **started, "url": url})
+        else:
+            console.print(escape(message), highlight=False)
+        raise typer.Exit(0)
+    if not json_output:
+        err_console.print(
+            f"Started flow run {escape(flow_run.name)}, waiting for it to finish: {url}",
+            highlight=False,
+        )
+    finished = wait_for_retry(flow_run, timeout)
+    if finished is None:
+        _fail(
+            f"Flow run {flow_run.name} for upload job {job_id} has not finished after "
+            f"{timeout} s. Follow it at {url}, then `upload-jobs show {job_id}`.",
+            EXIT_FAILED,
+            json_output,
+            **started,
+        )
+    return finished_retry_outcome(job_id, finished)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    # Only the options given: the flow's own defaults stay the one source of the others.
+    return {name: value for name, value in options.items() if value is not None}
+
+
+@app.command()
+def sweep(
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many jobs (default: the flow's, 50).")
+    ] = None,
+    mode: Annotated[
+        SweepMode | None,
+        typer.Option(
+            help="local: retries run in this process; distributed: one "
+            "retry-upload-job/on-demand run per job, for workers (default: local)."
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(min=1, help="Skip jobs tried this often (default: 5).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Local mode: retries at once (default: 2).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Retry the failed jobs that are due, once, now, as the scheduled sweep would.
+
+    Exit code 0 when the sweep ran (whatever happened to each job), 1 when it crashed.
+    """
+    with _friendly_errors(json_output):
+        parameters = _given(
+            limit=limit, mode=mode, max_attempts=max_attempts, concurrency=concurrency
+        )
+        if mode == SweepMode.DISTRIBUTED:
+            from deployments.trigger import require_retry_deployment
+
+            require_retry_deployment()
+        from flows.sweep import sweep_failed_uploads
+
+        state = sweep_failed_uploads(**parameters, return_state=True)
+        if not state.is_completed():
+            _fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
+        report: SweepReport = state.result()
+        if json_output:
+            presenters.print_json(console, dataclasses.asdict(report))
+            return
+        console.print(presenters.sweep_table(report))
+        if report.stopped_early:
+            err_console.print(
+                f"[red]Stopped early:[/red] {escape(report.stopped_early)}", highlight=False
+            )
+
+
+@app.command()
+def serve(
+    sweep_cron: Annotated[
+        str | None,
+        typer.Option(
+            help="When scheduled sweeps run (default: UPLOAD_JOBS_SWEEP_CRON, else every "
+            "15 minutes)."
+        ),
+    ] = None,
+    sweep_mode: Annotated[
+        SweepMode | None, typer.Option(help="Mode of scheduled sweeps (default: local).")
+    ] = None,
+    sweep_limit: Annotated[
+        int | None, typer.Option(min=1, help="Jobs per scheduled sweep (default: 50).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Flow runs at once in this process (default: 5).")
+    ] = None,
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(min=1, help="How often to ask the server for runs to start (default: 10 s)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Serve retry-upload-job/on-demand and the scheduled sweep from this process until Ctrl-C."""
+    with _friendly_errors(json_output):
+        from deployments.serve import build_deployments, describe, serve_deployments
+        from deployments.server import prefect_ui_url, require_prefect_server
+
+        api_url = require_prefect_server()
+        deployments = build_deployments(sweep_cron, _given(mode=sweep_mode, limit=sweep_limit))
+        rows = describe(deployments)
+        ui_url = f"{prefect_ui_url()}/deployments"
+        if json_output:
+            presenters.print_json(console, {"api": api_url, "ui": ui_url, "deployments": rows})
+        else:
+            console.print(presenters.rows_table(f"Serving on {api_url}", rows))
+            console.print(
+                f"Run them from the Prefect UI at {ui_url}, with "
+                "`prefect deployment run 'retry-upload-job/on-demand' -p job_id=ID` or "
+                "`upload-jobs retry ID --via-deployment`. Ctrl-C stops serving.",
+                highlight=False,
+            )
+        serve_deployments(deployments, limit=limit, poll_seconds=poll_seconds)
+
+
+@app.command()
+def setup(
+    ffmpeg_slots: Annotated[
+        int, typer.Option(min=1, help="Remuxes at once across all workers (CPU and disk).")
+    ] = 2,
+    upload_slots: Annotated[
+        int,
+        typer.Option(min=1, help="Uploads at once across all workers (Spaces request rate)."),
+    ] = 4,
+    json_output: JsonOption = False,
+) -> None:
+    """Create the video-uploads work pool and the ffmpeg/upload slot limits on the Prefect server.
+
+    Safe to run again: what exists is kept, limits are set to the numbers given.
+    """
+    with _friendly_errors(json_output):
+        from deployments.setup import set_up_prefect
+
+        resources = [dataclasses.asdict(r) for r in set_up_prefect(ffmpeg_slots, upload_slots)]
+        if json_output:
+            presenters.print_json(console, resources)
+            return
+        console.print(presenters.rows_table("Prefect server setup", resources))
 
 
 @app.command()

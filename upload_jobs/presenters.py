@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from upload_jobs.files import format_megabytes
 from upload_jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+from upload_jobs.sweeping import SweepReport
 
 STATUS_STYLES = {
     JobStatus.PENDING: "yellow",
@@ -125,4 +127,21 @@ def attempts_table(attempts: list[UploadAttempt]) -> Table:
             steps,
             escape(note),
         )
+    return table
+
+
+def rows_table(title: str, rows: Sequence[Mapping[str, object]]) -> Table:
+    """Plain rows as a table, one column per key (in capitals, `_` as a space)."""
+    table = Table(title=title)
+    for name in rows[0] if rows else []:
+        table.add_column(name.replace("_", " ").upper(), overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(value)) for value in row.values()))
+    return table
+
+
+def sweep_table(report: SweepReport) -> Table:
+    """What one sweep did, jobs per outcome, as `upload-jobs sweep` prints it."""
+    table = rows_table(f"Sweep ({report.mode})", report.rows())
+    table.columns[1].justify = "right"
     return table

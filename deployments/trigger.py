@@ -1,0 +1,85 @@
+"""Start a retry on whatever serves `retry-upload-job/on-demand` (serve or a worker), and wait."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
+from prefect.flow_runs import wait_for_flow_run
+
+from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
+from deployments.server import prefect_ui_url, require_prefect_server
+from upload_jobs.models import JobStatus
+from upload_jobs.settings import get_settings
+from upload_jobs.store import JobStore
+
+if TYPE_CHECKING:
+    from flows.runs import RetryOutcome
+
+
+def require_retry_deployment() -> None:
+    """Raise `PrefectUnavailable`, saying what to start, unless the server has the deployment."""
+    url = require_prefect_server()
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(RETRY_DEPLOYMENT)
+        except ObjectNotFound:
+            raise PrefectUnavailable(
+                f"The Prefect server at {url} has no deployment {RETRY_DEPLOYMENT}: "
+                "start `upload-jobs serve` first (or `prefect deploy --all` and a worker)."
+            ) from None
+
+
+def start_retry(job_id: int) -> FlowRun:
+    """Create a `retry-upload-job/on-demand` run for `job_id`; returns once it is scheduled."""
+    require_retry_deployment()
+    flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync: not a coroutine
+        RETRY_DEPLOYMENT,
+        parameters={"job_id": job_id},
+        timeout=0,
+        # The name the flow gives itself once it starts, so the UI shows it from the start.
+        flow_run_name=f"retry-upload-job-{job_id}",
+    )
+    return flow_run
+
+
+def flow_run_url(flow_run: FlowRun) -> str:
+    """The flow run's page in the Prefect UI."""
+    return f"{prefect_ui_url()}/runs/flow-run/{flow_run.id}"
+
+
+def wait_for_retry(flow_run: FlowRun, timeout_seconds: int) -> FlowRun | None:
+    """The flow run once it has finished, or None if it is still going after the timeout."""
+    try:
+        return asyncio.run(wait_for_flow_run(flow_run.id, timeout=timeout_seconds))
+    except FlowRunWaitTimeout:
+        return None
+
+
+def finished_retry_outcome(job_id: int, flow_run: FlowRun) -> RetryOutcome:
+    """How a finished remote retry ended, worded as `upload-jobs retry` words an in-process one."""
+    # Imported here: the flow's modules (boto3, tasks) would add ~2 s before the run is created.
+    from flows.runs import RetryOutcome, _completed_message
+
+    store = JobStore(get_settings().database_url)
+    job = store.get_job(job_id)
+    flow_run_id = str(flow_run.id)
+    # A run refused because the job was already done also leaves the job completed: both count.
+    if job.status == JobStatus.COMPLETED:
+        return RetryOutcome(job, True, _completed_message(store, job), flow_run_id)
+    attempts = store.list_attempts(job_id)
+    # The job row speaks for this run only if the run got as far as recording an attempt;
+    # otherwise (refused, crashed before the claim) the flow run's state says why.
+    ran = bool(attempts) and attempts[-1].flow_run_id == flow_run_id
+    state_message = flow_run.state.message if flow_run.state else None
+    reason = (job.last_error if ran else state_message) or "unknown"
+    kind = f" [{job.error_kind}]" if ran and job.error_kind else ""
+    message = (
+        f"Upload job {job_id} failed{kind}: {reason}. "
+        f"Fix the cause, then run `upload-jobs retry {job_id}` again."
+    )
+    return RetryOutcome(job, False, message, flow_run_id)

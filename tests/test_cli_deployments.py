@@ -1,0 +1,228 @@
+"""`upload-jobs setup`, `serve`, `sweep`, `retry --via-deployment` on a real Prefect server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from typer.testing import CliRunner
+
+# Imported here, not first inside a CliRunner call: Prefect binds its console log handler to
+# sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
+import flows.sweep  # noqa: F401
+from deployments import RETRY_DEPLOYMENT, WORK_POOL
+from upload_jobs.cli import app
+from upload_jobs.models import JobStatus
+from upload_jobs.settings import Settings, get_settings
+from upload_jobs.store import JobStore
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVE_STARTUP_SECONDS = 60
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run the CLI; stdout alone for --json (Prefect logs go to stderr), else both."""
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout if "--json" in args else result.output
+
+
+def delete_retry_deployment() -> None:
+    """No `retry-upload-job/on-demand` on the server, nor runs of it left by earlier tests."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(RETRY_DEPLOYMENT)
+        except ObjectNotFound:
+            return
+        runs = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        for run in client.read_flow_runs(deployment_filter=runs, limit=200):
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_flow_run(run.id)
+        client.delete_deployment(deployment.id)
+
+
+@pytest.fixture
+def slot_limit_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """Limit names of this test's own: setup must create whatever names the tasks acquire."""
+    names = ("ffmpeg-slots-setup-test", "upload-slots-setup-test")
+    monkeypatch.setenv("UPLOAD_JOBS_FFMPEG_SLOTS_LIMIT", names[0])
+    monkeypatch.setenv("UPLOAD_JOBS_UPLOAD_SLOTS_LIMIT", names[1])
+    get_settings.cache_clear()
+    yield names
+    get_settings.cache_clear()
+
+
+def test_setup_creates_pool_and_limits_once_then_keeps_or_updates_them(
+    slot_limit_names: tuple[str, str],
+) -> None:
+    ffmpeg_slots, upload_slots = slot_limit_names
+    with get_client(sync_client=True) as client:
+        for name in slot_limit_names:
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_global_concurrency_limit_by_name(name)
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_work_pool(WORK_POOL)
+
+    runs = []
+    for slots in (("2", "4"), ("2", "4"), ("3", "4")):
+        code, output = invoke(
+            "setup", "--ffmpeg-slots", slots[0], "--upload-slots", slots[1], "--json"
+        )
+        assert code == 0, output
+        runs.append({row["name"]: row["action"] for row in json.loads(output)})
+    assert runs == [
+        {WORK_POOL: "created", ffmpeg_slots: "created", upload_slots: "created"},
+        {WORK_POOL: "unchanged", ffmpeg_slots: "unchanged", upload_slots: "unchanged"},
+        {WORK_POOL: "unchanged", ffmpeg_slots: "updated", upload_slots: "unchanged"},
+    ]
+    with get_client(sync_client=True) as client:
+        assert client.read_work_pool(WORK_POOL).type == "process"
+        ffmpeg = client.read_global_concurrency_limit_by_name(ffmpeg_slots)
+        upload = client.read_global_concurrency_limit_by_name(upload_slots)
+    assert (ffmpeg.limit, ffmpeg.active, upload.limit, upload.active) == (3, True, 4, True)
+
+    code, output = invoke("setup")
+    assert code == 0 and ffmpeg_slots in output and "2 slots (was 3)" in output
+
+
+def test_via_deployment_without_server_or_deployment_says_what_to_start(
+    settings: Settings, clip: Callable[[str, str], Path]
+) -> None:
+    job = JobStore(settings.database_url).add_job(str(clip("faststart", "a.mp4")), "videos/a.mp4")
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        code, output = invoke("retry", str(job.id), "--via-deployment")
+        assert code == 1 and "No Prefect server is configured" in output
+        code, output = invoke("serve", "--json")
+        assert code == 1 and "prefect server start" in json.loads(output)["error"]
+
+    delete_retry_deployment()
+    code, output = invoke("retry", str(job.id), "--via-deployment")
+    output = " ".join(output.split())  # rich wraps long lines
+    assert code == 1, output
+    assert f"has no deployment {RETRY_DEPLOYMENT}" in output
+    assert "start `upload-jobs serve` first" in output and "Traceback" not in output
+    code, output = invoke("sweep", "--mode", "distributed", "--json")
+    assert code == 1 and "upload-jobs serve" in json.loads(output)["error"]
+    code, _ = invoke("retry", "999", "--via-deployment")
+    assert code == 2
+    assert JobStore(settings.database_url).get_job(job.id or 0).status == JobStatus.PENDING
+
+
+def test_sweep_prints_its_report(
+    settings: Settings, clip: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    store = JobStore(settings.database_url)
+    due = store.add_job(
+        str(clip("moov_at_end", "due.mp4")), "videos/due.mp4", status=JobStatus.FAILED
+    )
+    gone = store.add_job(str(tmp_path / "gone.mp4"), "videos/gone.mp4", status=JobStatus.FAILED)
+
+    code, output = invoke("sweep", "--limit", "5", "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["mode"] == "local"
+    assert report["completed"] == report["optimized"] == [due.id]
+    assert report["skipped_missing_source"] == [gone.id]
+
+    code, output = invoke("sweep")
+    assert code == 0 and "Sweep (local)" in output and "skipped: source file missing" in output
+
+
+class ServeProcess:
+    """`python -m deployments.serve` in a subprocess, against the session's Prefect server."""
+
+    def __init__(self, log_path: Path) -> None:
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": str(get_current_settings().api.url),
+            "DO_NOT_TRACK": "1",
+        }
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            # No sweep may fire during the test: once a year, at New Year.
+            command = [sys.executable, "-m", "deployments.serve", "--poll-seconds", "1"]
+            command += ["--sweep-cron", "0 0 1 1 *"]
+            self.popen = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_until_serving(self) -> None:
+        """Return once this process has registered the retry deployment (deleted beforehand)."""
+        deadline = time.monotonic() + SERVE_STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            assert self.popen.poll() is None, f"serve exited:\n{self.log()}"
+            with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+                client.read_deployment_by_name(RETRY_DEPLOYMENT)
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"serve did not register its deployments:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; killed if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def log(self) -> str:
+        """The end of the process's output, flow runs included."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-60:])
+
+
+@pytest.fixture
+def served(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+    """Both deployments served by a subprocess with this test's settings, runs picked every 1 s."""
+    delete_retry_deployment()
+    process = ServeProcess(tmp_path / "serve.log")
+    try:
+        process.wait_until_serving()
+        yield process
+    finally:
+        process.stop()
+        delete_retry_deployment()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_retry_and_distributed_sweep_run_on_the_served_deployment(
+    served: ServeProcess, settings: Settings, clip: Callable[[str, str], Path]
+) -> None:
+    store = JobStore(settings.database_url)
+    job = store.add_job(str(clip("moov_at_end", "served.mp4")), "videos/served.mp4")
+    code, output = invoke("retry", str(job.id), "--via-deployment", "--timeout", "90", "--json")
+    assert code == 0, f"{output}\n{served.log()}"
+    result = json.loads(output)
+    assert result["message"] == f"Upload job {job.id} retried with streaming optimization"
+    assert result["job"]["status"] == "completed" and result["job"]["optimized_for_streaming"]
+    [attempt] = store.list_attempts(job.id or 0)
+    assert attempt.flow_run_id == result["flow_run_id"]
+
+    failed = store.add_job(
+        str(clip("faststart", "failed.mp4")), "videos/failed.mp4", status=JobStatus.FAILED
+    )
+    code, output = invoke("sweep", "--mode", "distributed", "--json")
+    assert code == 0, output
+    started = json.loads(output)["flow_runs_started"]
+    assert list(started) == [str(failed.id)]
+    deadline = time.monotonic() + 60
+    while store.get_job(failed.id or 0).status != JobStatus.COMPLETED:
+        assert time.monotonic() < deadline, served.log()
+        time.sleep(0.5)
+    [attempt] = store.list_attempts(failed.id or 0)
+    assert attempt.flow_run_id == started[str(failed.id)]

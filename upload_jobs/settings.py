@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
     lease_seconds: int = Field(default=3600, gt=0)
     # Prefect global concurrency limits (created by `upload-jobs setup`). Off by default: each
-    # slot costs a round trip measured at ~2 s in Prefect 3.8.8, worth it only across workers.
+    # slot is a server round trip (median ~50 ms, with 2-3 s stalls on a busy SQLite-backed
+    # Prefect server in Prefect 3.8.8), worth it when several workers share Spaces and CPUs.
     use_concurrency_limits: bool = False
     ffmpeg_slots_limit: str = "ffmpeg-slots"
     upload_slots_limit: str = "upload-slots"

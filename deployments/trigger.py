@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -14,11 +13,9 @@ from prefect.flow_runs import wait_for_flow_run
 from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
 from deployments.server import prefect_ui_url, require_prefect_server
 from upload_jobs.models import JobStatus
+from upload_jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
-
-if TYPE_CHECKING:
-    from flows.runs import RetryOutcome
 
 
 def require_retry_deployment() -> None:
@@ -62,24 +59,16 @@ def wait_for_retry(flow_run: FlowRun, timeout_seconds: int) -> FlowRun | None:
 
 def finished_retry_outcome(job_id: int, flow_run: FlowRun) -> RetryOutcome:
     """How a finished remote retry ended, worded as `upload-jobs retry` words an in-process one."""
-    # Imported here: the flow's modules (boto3, tasks) would add ~2 s before the run is created.
-    from flows.runs import RetryOutcome, _completed_message
-
     store = JobStore(get_settings().database_url)
     job = store.get_job(job_id)
     flow_run_id = str(flow_run.id)
     # A run refused because the job was already done also leaves the job completed: both count.
     if job.status == JobStatus.COMPLETED:
-        return RetryOutcome(job, True, _completed_message(store, job), flow_run_id)
+        return completed_outcome(store, job, flow_run_id)
     attempts = store.list_attempts(job_id)
     # The job row speaks for this run only if the run got as far as recording an attempt;
     # otherwise (refused, crashed before the claim) the flow run's state says why.
     ran = bool(attempts) and attempts[-1].flow_run_id == flow_run_id
     state_message = flow_run.state.message if flow_run.state else None
     reason = (job.last_error if ran else state_message) or "unknown"
-    kind = f" [{job.error_kind}]" if ran and job.error_kind else ""
-    message = (
-        f"Upload job {job_id} failed{kind}: {reason}. "
-        f"Fix the cause, then run `upload-jobs retry {job_id}` again."
-    )
-    return RetryOutcome(job, False, message, flow_run_id)
+    return failed_outcome(job, reason, job.error_kind if ran else None, flow_run_id)

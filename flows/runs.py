@@ -5,25 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.retry_upload import retry_upload_job
 from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable
-from upload_jobs.models import JobStatus, UploadJob
+from upload_jobs.models import JobStatus
+from upload_jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
-
-
-@dataclass(frozen=True)
-class RetryOutcome:
-    """How one in-process retry ended, in words a person can act on."""
-
-    job: UploadJob
-    succeeded: bool
-    message: str
-    flow_run_id: str | None
 
 
 def run_retry_flow(job_id: int) -> RetryOutcome:
@@ -33,31 +23,13 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
     store = JobStore(get_settings().database_url)
     job = store.get_job(job_id)
     if state.is_completed() and job.status == JobStatus.COMPLETED:
-        return RetryOutcome(job, True, _completed_message(store, job), flow_run_id)
+        return completed_outcome(store, job, flow_run_id)
     error = state.result(raise_on_failure=False)
     if isinstance(error, JobNotClaimable):
         # Refused at the claim: only "already completed" counts as the job ending completed.
         return RetryOutcome(job, isinstance(error, JobAlreadyCompleted), str(error), flow_run_id)
     reason = job.last_error or (str(error) if isinstance(error, BaseException) else state.message)
-    kind = f" [{job.error_kind}]" if job.error_kind else ""
-    message = (
-        f"Upload job {job_id} failed{kind}: {reason}. "
-        f"Fix the cause, then run `upload-jobs retry {job_id}` again."
-    )
-    return RetryOutcome(job, False, message, flow_run_id)
-
-
-def _completed_message(store: JobStore, job: UploadJob) -> str:
-    if job.optimized_for_streaming:
-        return f"Upload job {job.id} retried with streaming optimization"
-    attempts = store.list_attempts(job.id or 0)
-    reason = attempts[-1].fallback_reason if attempts else None
-    if reason:
-        return (
-            f"Upload job {job.id} retried without streaming optimization "
-            f"(uploaded the original file: {reason})"
-        )
-    return f"Upload job {job.id} retried (streaming optimization is off: preset none)"
+    return failed_outcome(job, reason or "unknown", job.error_kind, flow_run_id)
 
 
 @contextmanager

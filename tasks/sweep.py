@@ -11,13 +11,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
+from deployments import RETRY_DEPLOYMENT
 from upload_jobs import spaces
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import SweepReport, remove_stale_temp_files
-
-RETRY_DEPLOYMENT = "retry-upload-job/on-demand"
 
 
 @dataclass(frozen=True)

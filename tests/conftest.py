@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.support.prefect_services import unused_services_off
 from upload_jobs import samples
 from upload_jobs.database import dispose_engines
 from upload_jobs.local_s3 import LocalS3Server
@@ -112,8 +113,12 @@ def prefect_server() -> Iterator[None]:
     """One real Prefect server (prefect_test_harness) for every flow test in the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+    # The harness's server keeps its state in SQLite: fewer writers, fewer lock stalls.
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in unused_services_off().items():
+            env.setenv(name, value)
+        with prefect_test_harness(server_startup_timeout=90):
+            yield
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
-from typer.testing import CliRunner
 
 # Imported here, not first inside a CliRunner call: Prefect binds its console log handler to
 # sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
 import flows.sweep  # noqa: F401
 from deployments import RETRY_DEPLOYMENT, WORK_POOL
-from upload_jobs.cli import app
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from tests.test_cli import invoke
+from tests.test_deployments import delete_deployments
 from upload_jobs.models import JobStatus
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.store import JobStore
@@ -32,27 +33,6 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVE_STARTUP_SECONDS = 60
-runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    """Run the CLI; stdout alone for --json (Prefect logs go to stderr), else both."""
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout if "--json" in args else result.output
-
-
-def delete_retry_deployment() -> None:
-    """No `retry-upload-job/on-demand` on the server, nor runs of it left by earlier tests."""
-    with get_client(sync_client=True) as client:
-        try:
-            deployment = client.read_deployment_by_name(RETRY_DEPLOYMENT)
-        except ObjectNotFound:
-            return
-        runs = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-        for run in client.read_flow_runs(deployment_filter=runs, limit=200):
-            with contextlib.suppress(ObjectNotFound):
-                client.delete_flow_run(run.id)
-        client.delete_deployment(deployment.id)
 
 
 @pytest.fixture
@@ -109,7 +89,7 @@ def test_via_deployment_without_server_or_deployment_says_what_to_start(
         code, output = invoke("serve", "--json")
         assert code == 1 and "prefect server start" in json.loads(output)["error"]
 
-    delete_retry_deployment()
+    delete_deployments()
     code, output = invoke("retry", str(job.id), "--via-deployment")
     output = " ".join(output.split())  # rich wraps long lines
     assert code == 1, output
@@ -189,14 +169,14 @@ class ServeProcess:
 @pytest.fixture
 def served(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
     """Both deployments served by a subprocess with this test's settings, runs picked every 1 s."""
-    delete_retry_deployment()
+    delete_deployments()
     process = ServeProcess(tmp_path / "serve.log")
     try:
         process.wait_until_serving()
         yield process
     finally:
         process.stop()
-        delete_retry_deployment()
+        delete_deployments()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -207,6 +187,7 @@ def test_retry_and_distributed_sweep_run_on_the_served_deployment(
     job = store.add_job(str(clip("moov_at_end", "served.mp4")), "videos/served.mp4")
     code, output = invoke("retry", str(job.id), "--via-deployment", "--timeout", "90", "--json")
     assert code == 0, f"{output}\n{served.log()}"
+    outputs = [output]
     result = json.loads(output)
     assert result["message"] == f"Upload job {job.id} retried with streaming optimization"
     assert result["job"]["status"] == "completed" and result["job"]["optimized_for_streaming"]
@@ -218,6 +199,7 @@ def test_retry_and_distributed_sweep_run_on_the_served_deployment(
     )
     code, output = invoke("sweep", "--mode", "distributed", "--json")
     assert code == 0, output
+    outputs.append(output)
     started = json.loads(output)["flow_runs_started"]
     assert list(started) == [str(failed.id)]
     deadline = time.monotonic() + 60
@@ -226,3 +208,14 @@ def test_retry_and_distributed_sweep_run_on_the_served_deployment(
         time.sleep(0.5)
     [attempt] = store.list_attempts(failed.id or 0)
     assert attempt.flow_run_id == started[str(failed.id)]
+
+    # Credentials reach the runs through the environment only: not parameters, logs or output.
+    with get_client(sync_client=True) as client:
+        for flow_run_id, job_id in (
+            (result["flow_run_id"], job.id),
+            (attempt.flow_run_id, failed.id),
+        ):
+            assert client.read_flow_run(UUID(flow_run_id)).parameters == {"job_id": job_id}
+    everything = "\n".join([*outputs, served.log_path.read_text(errors="replace")])
+    assert "Uploaded to s3://" in everything  # the flow runs' logs are in there
+    assert TEST_ACCESS_KEY not in everything and TEST_SECRET_KEY not in everything

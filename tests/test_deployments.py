@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
@@ -13,8 +14,10 @@ import pytest
 import yaml
 from prefect import Flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect.utilities.templating import apply_values
 from pydantic import ValidationError
@@ -102,15 +105,35 @@ def test_prefect_deploy_all_registers_what_prefect_yaml_says() -> None:
         text=True,
         timeout=120,
     )
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    with get_client(sync_client=True) as client:
-        retry = client.read_deployment_by_name(RETRY_DEPLOYMENT)
-        sweep = client.read_deployment_by_name(SWEEP_DEPLOYMENT)
+    try:
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        with get_client(sync_client=True) as client:
+            retry = client.read_deployment_by_name(RETRY_DEPLOYMENT)
+            sweep = client.read_deployment_by_name(SWEEP_DEPLOYMENT)
+    finally:
+        delete_deployments()
     assert retry.work_pool_name == sweep.work_pool_name == WORK_POOL
     assert retry.pull_steps == sweep.pull_steps and retry.pull_steps
     assert sweep.parameters == {"mode": "distributed"}
     assert sweep.global_concurrency_limit and sweep.global_concurrency_limit.limit == 1
     assert [s.schedule.cron for s in sweep.schedules] == [DEFAULT_SWEEP_CRON]
+
+
+def delete_deployments() -> None:
+    """Neither deployment on the server, nor any run of them: no worker or runner of a later
+    test may pick up a run (a scheduled sweep above all) meant for another test's database."""
+    with get_client(sync_client=True) as client:
+        for name in (RETRY_DEPLOYMENT, SWEEP_DEPLOYMENT):
+            try:
+                deployment = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            of_it = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            while runs := client.read_flow_runs(deployment_filter=of_it, limit=200):
+                for run in runs:
+                    with contextlib.suppress(ObjectNotFound):
+                        client.delete_flow_run(run.id)
+            client.delete_deployment(deployment.id)
 
 
 def test_served_deployments_names_schedule_and_one_sweep_at_a_time() -> None:

@@ -62,6 +62,12 @@ def work_dir_left_empty(settings: Settings) -> Iterator[None]:
     assert_work_dir_empty(settings)
 
 
+# ffmpeg, S3 and Prefect behaviour, where the job database only records the outcome: SQLite
+# alone. PostgreSQL runs the tests where the database decides something (claims, races, failure
+# marking, the existing-object check, the sweeps) and the store's own tests.
+media_and_s3_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def fault_proxy(
     settings: Settings, s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch
@@ -75,6 +81,7 @@ def fault_proxy(
     get_settings.cache_clear()
 
 
+@media_and_s3_only
 def test_moov_at_end_input_ends_faststart_in_the_bucket(
     settings: Settings, clip, tmp_path: Path
 ) -> None:
@@ -111,6 +118,7 @@ async def _task_run_names(flow_run_id: str) -> list[str]:
     return [run.task_key.rsplit("-", 1)[0] for run in sorted(runs, key=lambda r: r.start_time)]
 
 
+@media_and_s3_only
 def test_each_step_is_its_own_task_run_in_order(settings: Settings, clip) -> None:
     job_id = add_failed_job(settings, clip("faststart", "a.mp4"))
     state = retry_upload_job(job_id, return_state=True)
@@ -127,6 +135,7 @@ def test_each_step_is_its_own_task_run_in_order(settings: Settings, clip) -> Non
     ]
 
 
+@media_and_s3_only
 def test_already_faststart_input_is_uploaded_byte_identical(
     settings: Settings, clip, tmp_path: Path
 ) -> None:
@@ -138,6 +147,7 @@ def test_already_faststart_input_is_uploaded_byte_identical(
     )
 
 
+@media_and_s3_only
 def test_mov_with_pcm_audio_in_an_odd_folder(settings: Settings, clip, tmp_path: Path) -> None:
     source = clip("mov_pcm", "x.mp4s/my clip é.MOV")
     job, _ = run(add_failed_job(settings, source))
@@ -149,6 +159,7 @@ def test_mov_with_pcm_audio_in_an_odd_folder(settings: Settings, clip, tmp_path:
     assert sorted(p.name for p in source.parent.iterdir()) == ["my clip é.MOV"]
 
 
+@media_and_s3_only
 def test_truncated_input_falls_back_to_the_original(
     settings: Settings, clip, tmp_path: Path
 ) -> None:
@@ -183,6 +194,7 @@ def test_empty_source_fails(settings: Settings, tmp_path: Path) -> None:
     assert empty.exists() and empty.stat().st_size == 0
 
 
+@media_and_s3_only
 def test_permanent_s3_error_is_not_retried(
     settings: Settings, clip, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +209,7 @@ def test_permanent_s3_error_is_not_retried(
     assert attempt.error_kind == "upload_permanent" and attempt.source_size_bytes
 
 
+@media_and_s3_only
 def test_transient_s3_errors_are_retried_by_the_task(
     settings: Settings, clip, fault_proxy: S3FaultProxy
 ) -> None:
@@ -206,6 +219,7 @@ def test_transient_s3_errors_are_retried_by_the_task(
     assert fault_proxy.count("put_object") == 3, "two throttled PUTs, then one that landed"
 
 
+@media_and_s3_only
 def test_transient_errors_past_the_retry_budget_fail_the_job(
     settings: Settings, clip, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +231,7 @@ def test_transient_errors_past_the_retry_budget_fail_the_job(
     assert fault_proxy.count("put_object") == 3, "first try + 2 task retries"
 
 
+@media_and_s3_only
 def test_failed_multipart_upload_leaves_no_parts(
     settings: Settings, tmp_path: Path, fault_proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -281,6 +296,7 @@ def test_two_runs_started_at_once_give_one_runner(
     assert len(JobStore(settings.database_url).list_attempts(job_id)) == 1
 
 
+@media_and_s3_only
 def test_global_concurrency_slots_are_taken_and_given_back(
     settings: Settings,
     clip: Callable[[str, str], Path],

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -20,12 +20,10 @@ from upload_jobs.database import redacted_url
 from upload_jobs.errors import JobNotFound, UploadJobError
 from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
+from upload_jobs.retry_outcome import RetryOutcome
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import SweepMode, SweepReport
-
-if TYPE_CHECKING:
-    from flows.runs import RetryOutcome
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

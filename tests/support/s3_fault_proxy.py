@@ -2,11 +2,14 @@
 
 boto3 points `endpoint_url` at the proxy. Requests are forwarded verbatim (method, target, headers
 including Authorization, body) so SigV4 signatures stay valid; programmed faults answer instead
-with an S3-style XML error or by closing the connection without a response.
+with an S3-style XML error or by closing the connection without a response. A rule may also hold
+a request for a while first: `slow_next`/`slow_always` then forward it (an upload in flight that
+a test can catch), `fail_*(delay_seconds=...)` then break it (a slow failure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -27,7 +30,11 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connectio
 
 @dataclass
 class FaultRule:
-    """Which requests to break and how; `remaining=None` breaks every match."""
+    """Which requests to break (or hold) and how; `remaining=None` applies to every match.
+
+    `delay_seconds` holds a matching request that long (its body already received) before the
+    rule acts; `forward=True` then passes it upstream instead of answering with a fault.
+    """
 
     status: int
     code: str
@@ -37,6 +44,8 @@ class FaultRule:
     kinds: frozenset[str] | None = None
     min_part_number: int | None = None
     drop_connection: bool = False
+    delay_seconds: float = 0.0
+    forward: bool = False
 
     def matches(self, request: S3Request) -> bool:
         """Whether this rule applies to `request` (ignoring how many uses are left)."""
@@ -63,6 +72,9 @@ class S3FaultProxy:
         self._rules: list[FaultRule] = []
         self._requests: list[S3Request] = []
         self._faulted: list[S3Request] = []
+        self._delayed: list[S3Request] = []
+        # Set by stop(): requests being held are dropped at once instead of outliving the proxy.
+        self._stopping = threading.Event()
         self._headers: list[tuple[S3Request, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._background = BackgroundServer("s3-fault-proxy")
@@ -80,8 +92,10 @@ class S3FaultProxy:
         kinds: set[str] | None = None,
         min_part_number: int | None = None,
         drop_connection: bool = False,
+        delay_seconds: float = 0.0,
     ) -> None:
-        """Breaks the next `n` matching requests (an XML error, or a dropped connection)."""
+        """Breaks the next `n` matching requests (an XML error, or a dropped connection),
+        after holding each `delay_seconds`."""
         self._add_rule(
             FaultRule(
                 status,
@@ -92,6 +106,7 @@ class S3FaultProxy:
                 _kinds(kinds),
                 min_part_number,
                 drop_connection,
+                _delay(delay_seconds),
             )
         )
 
@@ -105,8 +120,10 @@ class S3FaultProxy:
         kinds: set[str] | None = None,
         min_part_number: int | None = None,
         drop_connection: bool = False,
+        delay_seconds: float = 0.0,
     ) -> None:
-        """Breaks every matching request until `clear_faults()`."""
+        """Breaks every matching request until `clear_faults()`, after holding each
+        `delay_seconds`."""
         self._add_rule(
             FaultRule(
                 status,
@@ -117,8 +134,32 @@ class S3FaultProxy:
                 _kinds(kinds),
                 min_part_number,
                 drop_connection,
+                _delay(delay_seconds),
             )
         )
+
+    def slow_next(
+        self,
+        n: int,
+        delay_seconds: float,
+        *,
+        methods: set[str] | None = None,
+        kinds: set[str] | None = None,
+        min_part_number: int | None = None,
+    ) -> None:
+        """Holds the next `n` matching requests `delay_seconds` each, then forwards them."""
+        self._add_rule(_slow_rule(n, delay_seconds, methods, kinds, min_part_number))
+
+    def slow_always(
+        self,
+        delay_seconds: float,
+        *,
+        methods: set[str] | None = None,
+        kinds: set[str] | None = None,
+        min_part_number: int | None = None,
+    ) -> None:
+        """Holds every matching request `delay_seconds`, then forwards it (until cleared)."""
+        self._add_rule(_slow_rule(None, delay_seconds, methods, kinds, min_part_number))
 
     def clear_faults(self) -> None:
         """Removes every programmed fault."""
@@ -138,6 +179,12 @@ class S3FaultProxy:
         """The requests answered by a programmed fault instead of upstream."""
         with self._lock:
             return list(self._faulted)
+
+    @property
+    def delayed(self) -> list[S3Request]:
+        """The requests a slow rule held before forwarding them (counted when the hold starts)."""
+        with self._lock:
+            return list(self._delayed)
 
     def headers_of(self, kind: str) -> list[dict[str, str]]:
         """The request headers (names lower-cased) of every request of `kind`, oldest first."""
@@ -159,6 +206,7 @@ class S3FaultProxy:
         with self._lock:
             self._requests.clear()
             self._faulted.clear()
+            self._delayed.clear()
             self._headers.clear()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -166,6 +214,7 @@ class S3FaultProxy:
     def start(self) -> S3FaultProxy:
         """Binds a port and serves in a daemon thread; returns self."""
         if self._server is None:
+            self._stopping.clear()
             self._server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
             self._server.daemon_threads = True
             self._background.serve(self._server)
@@ -173,6 +222,7 @@ class S3FaultProxy:
 
     def stop(self) -> None:
         """Stops serving and frees the port; safe to call twice."""
+        self._stopping.set()
         self._background.stop()
         self._server = None
 
@@ -210,7 +260,7 @@ class S3FaultProxy:
                     continue
                 if rule.remaining is not None:
                     rule.remaining -= 1
-                self._faulted.append(request)
+                (self._delayed if rule.forward else self._faulted).append(request)
                 return rule
         return None
 
@@ -227,6 +277,16 @@ class S3FaultProxy:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 rule = proxy._record(request, headers)
                 self.close_connection = True
+                # Waiting on the stop event, not sleeping: a proxy being stopped drops what it
+                # holds instead of forwarding it after the test has moved on.
+                delay = rule.delay_seconds if rule is not None else 0.0
+                if delay > 0 and proxy._stopping.wait(delay):
+                    with contextlib.suppress(OSError):  # the client may have gone meanwhile
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if rule is not None and rule.forward:
+                    self._forward(body)
+                    return
                 if rule is not None and rule.drop_connection:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
@@ -305,6 +365,36 @@ class S3FaultProxy:
                 """Quiet: the proxy's counters are the log."""
 
         return Handler
+
+
+def _slow_rule(
+    n: int | None,
+    delay_seconds: float,
+    methods: set[str] | None,
+    kinds: set[str] | None,
+    min_part_number: int | None,
+) -> FaultRule:
+    """A rule that holds matching requests, then forwards them (status and code go unused)."""
+    if delay_seconds <= 0:
+        raise ValueError(f"delay_seconds must be positive for a slow rule, got {delay_seconds}")
+    return FaultRule(
+        200,
+        "",
+        "",
+        n,
+        _methods(methods),
+        _kinds(kinds),
+        min_part_number,
+        delay_seconds=delay_seconds,
+        forward=True,
+    )
+
+
+def _delay(seconds: float) -> float:
+    """`seconds`, checked: a negative hold is a typo, not "no delay"."""
+    if seconds < 0:
+        raise ValueError(f"delay_seconds cannot be negative, got {seconds}")
+    return seconds
 
 
 def _methods(values: set[str] | None) -> frozenset[str] | None:

@@ -1,0 +1,49 @@
+"""How one retry of a job ended, worded the same wherever it ran: in this process (`upload-jobs
+retry`, the demo) or on a served deployment (`--via-deployment`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from upload_jobs.models import UploadJob
+from upload_jobs.store import JobStore
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """How one retry ended, in words a person can act on."""
+
+    job: UploadJob
+    succeeded: bool
+    message: str
+    flow_run_id: str | None
+
+
+def completed_outcome(store: JobStore, job: UploadJob, flow_run_id: str | None) -> RetryOutcome:
+    """The job ended completed: say whether it went up optimized, and if not, why not."""
+    return RetryOutcome(job, True, _completed_message(store, job), flow_run_id)
+
+
+def failed_outcome(
+    job: UploadJob, reason: str, error_kind: str | None, flow_run_id: str | None
+) -> RetryOutcome:
+    """The job did not end completed: the reason, its error kind, and what to do next."""
+    kind = f" [{error_kind}]" if error_kind else ""
+    message = (
+        f"Upload job {job.id} failed{kind}: {reason}. "
+        f"Fix the cause, then run `upload-jobs retry {job.id}` again."
+    )
+    return RetryOutcome(job, False, message, flow_run_id)
+
+
+def _completed_message(store: JobStore, job: UploadJob) -> str:
+    if job.optimized_for_streaming:
+        return f"Upload job {job.id} retried with streaming optimization"
+    attempts = store.list_attempts(job.id or 0)
+    reason = attempts[-1].fallback_reason if attempts else None
+    if reason:
+        return (
+            f"Upload job {job.id} retried without streaming optimization "
+            f"(uploaded the original file: {reason})"
+        )
+    return f"Upload job {job.id} retried (streaming optimization is off: preset none)"

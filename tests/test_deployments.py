@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import subprocess
@@ -14,7 +13,6 @@ import pytest
 import yaml
 from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
@@ -32,6 +30,7 @@ from deployments.serve import build_deployments, describe
 from deployments.setup import ensure_work_pool
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
+from tests.support.prefect_runs import delete_runs_of
 from upload_jobs.sweeping import SweepMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -128,11 +127,7 @@ def delete_deployments() -> None:
                 deployment = client.read_deployment_by_name(name)
             except ObjectNotFound:
                 continue
-            of_it = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-            while runs := client.read_flow_runs(deployment_filter=of_it, limit=200):
-                for run in runs:
-                    with contextlib.suppress(ObjectNotFound):
-                        client.delete_flow_run(run.id)
+            delete_runs_of(deployment.id)
             client.delete_deployment(deployment.id)
 
 

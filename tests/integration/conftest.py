@@ -33,19 +33,17 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.orchestration import get_client
 from prefect.events.worker import EventsWorker
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from deployments import RETRY_DEPLOYMENT, WORK_POOL
+from deployments.setup import ensure_work_pool
 from flows.retry_upload import retry_upload_job
+from tests.support.prefect_runs import delete_runs_of
 from tests.support.prefect_services import unused_services_off
 from upload_jobs.settings import Settings
 
@@ -274,7 +272,7 @@ def retry_deployment(prefect_api: str) -> UUID:
     """The `video-uploads` process pool and `retry-upload-job/on-demand` in it, from this
     checkout (a `set_working_directory` pull step), as `prefect deploy` registers them."""
     with get_client(sync_client=True) as client:
-        _ensure_process_pool(client, WORK_POOL)
+        ensure_work_pool(client, WORK_POOL)
     flow = retry_upload_job.from_source(
         source=str(REPO_ROOT), entrypoint="flows/retry_upload.py:retry_upload_job"
     )
@@ -289,44 +287,15 @@ def retry_deployment(prefect_api: str) -> UUID:
     return deployment_id
 
 
-def _ensure_process_pool(client: SyncPrefectClient, name: str) -> None:
-    """Create the process work pool `name` with Prefect's default job template, unless it exists."""
-    from prefect.workers.process import ProcessWorker
-
-    with contextlib.suppress(ObjectNotFound):
-        client.read_work_pool(name)
-        return
-    with contextlib.suppress(ObjectAlreadyExists):
-        client.create_work_pool(
-            WorkPoolCreate(
-                name=name,
-                type="process",
-                base_job_template=ProcessWorker.get_default_base_job_template(),
-            )
-        )
-
-
-def runs_of(deployment_id: UUID) -> list[FlowRun]:
-    """Every flow run of the deployment on the test server."""
-    deployments = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-    with get_client(sync_client=True) as client:
-        return client.read_flow_runs(deployment_filter=deployments, limit=200)
-
-
-def delete_runs_of(deployment_id: UUID) -> None:
-    """Delete the deployment's flow runs. A later test's workers must not pick up a run left
-    for another database, and job ids restart at 1 in every test database, so the sweep's
-    idempotency keys (`retry-upload-job-<id>-attempt-<n>`) would otherwise hand back an earlier
-    test's finished runs instead of starting new ones."""
-    with get_client(sync_client=True) as client:
-        for run in runs_of(deployment_id):
-            with contextlib.suppress(ObjectNotFound):
-                client.delete_flow_run(run.id)
-
-
 @pytest.fixture
 def fresh_runs(retry_deployment: UUID) -> Iterator[UUID]:
-    """The deployment with no flow runs before and after the test; yields its id."""
+    """The deployment with no flow runs before and after the test; yields its id.
+
+    A later test's workers must not pick up a run left for another database, and job ids restart
+    at 1 in every test database, so the sweep's idempotency keys
+    (`retry-upload-job-<id>-attempt-<n>`) would otherwise hand back an earlier test's finished
+    runs instead of starting new ones.
+    """
     delete_runs_of(retry_deployment)
     yield retry_deployment
     delete_runs_of(retry_deployment)

@@ -31,9 +31,9 @@ from tests.integration.conftest import (
     WORKER_LIMIT,
     ManagedProcess,
     StartWorker,
-    runs_of,
     wait_until_polling,
 )
+from tests.support.prefect_runs import runs_of
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.models import AttemptOutcome, JobStatus, as_utc

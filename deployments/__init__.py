@@ -13,5 +13,10 @@ WORK_POOL = "video-uploads"
 DEFAULT_SWEEP_CRON = "*/15 * * * *"
 
 
+def retry_idempotency_key(job_id: int, attempt_number: int) -> str:
+    """One flow run per job attempt, however many sweeps or people ask for it at once."""
+    return f"retry-upload-job-{job_id}-attempt-{attempt_number}"
+
+
 class PrefectUnavailable(Exception):
     """No Prefect server to talk to, or it lacks a deployment; the message says what to start."""

@@ -31,13 +31,17 @@ def require_retry_deployment() -> None:
             ) from None
 
 
-def start_retry(job_id: int) -> FlowRun:
-    """Create a `retry-upload-job/on-demand` run for `job_id`; returns once it is scheduled."""
+def start_retry(job_id: int, idempotency_key: str | None = None) -> FlowRun:
+    """Create a `retry-upload-job/on-demand` run for `job_id`; returns once it is scheduled.
+
+    With `idempotency_key`, a second call with the same key gets the first call's run back.
+    """
     require_retry_deployment()
     flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync: not a coroutine
         RETRY_DEPLOYMENT,
         parameters={"job_id": job_id},
         timeout=0,
+        idempotency_key=idempotency_key,
         # The name the flow gives itself once it starts, so the UI shows it from the start.
         flow_run_name=f"retry-upload-job-{job_id}",
     )

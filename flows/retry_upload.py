@@ -31,14 +31,20 @@ def retry_upload_job(job_id: int) -> UploadJob:
                 report.source_size_bytes = check_source_file(claim.source_path)
             with report.step("optimize_for_streaming"):
                 optimization = optimize_for_streaming(
-                    claim.source_path, str(work_dir), settings.preset, return_state=True
+                    claim.source_path,
+                    str(work_dir),
+                    settings.preset,
+                    claim.progress_target,
+                    return_state=True,
                 )
                 choice = choose_upload_file(claim.source_path, optimization)
                 report.optimized, report.fallback_reason = choice.optimized, choice.fallback_reason
             with report.step("measure_file_size"):
                 report.uploaded_size_bytes = measure_file_size(choice.path)
             with report.step("upload_to_spaces"):
-                uploaded = upload_task_for(settings)(choice.path, claim.object_key)
+                uploaded = upload_task_for(settings)(
+                    choice.path, claim.object_key, claim.progress_target
+                )
         except Exception as exc:
             mark_job_failed(claim, report, str(exc), error_kind_for(exc))
             raise

@@ -8,20 +8,33 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.states import State
 
+from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
 from upload_jobs import media
+from upload_jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Preset, get_settings
 
 
 @task(name="optimize_for_streaming")
 def optimize_for_streaming(
-    source_path: str, attempt_work_dir: str, preset: Preset
+    source_path: str,
+    attempt_work_dir: str,
+    preset: Preset,
+    progress_target: ProgressTarget | None = None,
 ) -> media.OptimizationResult:
     """Remux the source for streaming into the attempt's folder, validated; fails on any doubt."""
     settings = get_settings()
     logger = get_run_logger()
-    progress = ProgressReport(logger.info, f"Remux ({preset})")
+    log_progress = ProgressReport(logger.info, f"Remux ({preset})")
+    live = live_progress(
+        progress_target, Phase.OPTIMIZING, f"Remux of {Path(source_path).name} ({preset})"
+    )
+
+    def on_progress(percent: float) -> None:
+        log_progress.percent(percent)
+        live.percent(percent)
+
     with ffmpeg_slot():
         result = media.optimize_for_streaming(
             Path(source_path),
@@ -29,7 +42,7 @@ def optimize_for_streaming(
             preset,
             media.resolve_ffmpeg(settings.ffmpeg),
             timeout_seconds=settings.ffmpeg_timeout_seconds,
-            on_progress=progress.percent,
+            on_progress=on_progress,
         )
     if result.already_optimized:
         logger.info("Source is already stream-ready (%s): uploading it as it is", preset)

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from deployments import RETRY_DEPLOYMENT
+from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
 from upload_jobs import spaces
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
 from upload_jobs.settings import get_settings
@@ -84,7 +84,7 @@ def start_retry_run(due: DueJob) -> str:
         parameters={"job_id": due.job_id},
         timeout=0,
         # Two sweeps picking the same job attempt start one flow run between them.
-        idempotency_key=f"retry-upload-job-{due.job_id}-attempt-{due.next_attempt_number}",
+        idempotency_key=retry_idempotency_key(due.job_id, due.next_attempt_number),
     )
     return str(flow_run.id)
 

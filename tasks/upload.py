@@ -10,9 +10,11 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import exponential_backoff
 
+from tasks.progress import live_progress
 from tasks.slots import upload_slot
 from upload_jobs import spaces
 from upload_jobs.errors import TransientUploadError
+from upload_jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Settings, get_settings
 
@@ -31,12 +33,26 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
     retry_jitter_factor=RETRY_JITTER_FACTOR,
     retry_condition_fn=is_transient_upload_failure,
 )
-def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
+def upload_to_spaces(
+    path: str, object_key: str, progress_target: ProgressTarget | None = None
+) -> spaces.UploadResult:
     """Upload the file to the bucket (multipart when large) and verify it with a HEAD."""
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
-    progress = ProgressReport(logger.info, "Upload", total_bytes=Path(path).stat().st_size)
+    size = Path(path).stat().st_size
+    log_progress = ProgressReport(logger.info, "Upload", total_bytes=size)
+    live = live_progress(
+        progress_target,
+        Phase.UPLOADING,
+        f"Upload of {Path(path).name} to s3://{settings.bucket}/{object_key}",
+        total_bytes=size,
+    )
+
+    def on_progress(done: int) -> None:
+        log_progress.bytes_done(done)
+        live.bytes_done(done)
+
     with upload_slot():
         result = spaces.upload_video(
             client,
@@ -48,7 +64,7 @@ def upload_to_spaces(path: str, object_key: str) -> spaces.UploadResult:
             multipart_threshold=settings.multipart_threshold_bytes,
             chunk_size=settings.multipart_chunk_bytes,
             concurrency=settings.upload_concurrency,
-            on_progress=progress.bytes_done,
+            on_progress=on_progress,
         )
     if result.skipped_existing:
         logger.info(

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -32,3 +40,47 @@ def test_demo_ends_every_job_as_expected() -> None:
         "videos/truncated.mp4": "truncated",
     }
     assert {obj["content_type"] for obj in report["objects"]} == {"video/mp4"}
+
+
+@pytest.mark.flow
+def test_demo_web_serves_the_jobs_page_until_interrupted(tmp_path: Path) -> None:
+    """As a new user runs it: a process of its own, its own temporary Prefect server, Ctrl-C."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "upload_jobs.cli", "demo", "--web", "--port", "0"]
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        demo = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = _wait_for_page(demo, log_path)
+        demo_dir = re.search(r"(/\S*upload-jobs-demo-\w+)", log_path.read_text())
+        assert demo_dir, log_path.read_text()
+        root = Path(demo_dir[1])
+        jobs = httpx.get(f"{url}/api/jobs").json()["jobs"]
+        waiting = next(job for job in jobs if job["file_name"] == "retry-me from the page.mp4")
+        assert waiting["status"] == "failed" and len(jobs) == 7
+        retried = httpx.post(
+            f"{url}/api/jobs/{waiting['id']}/retry", headers={"X-Upload-Jobs-Token": "local"}
+        )
+        assert retried.status_code == 202, retried.text
+        deadline = time.monotonic() + 90
+        while (job := httpx.get(f"{url}/api/jobs/{waiting['id']}").json())["status"] != "completed":
+            assert time.monotonic() < deadline, f"{job}\n{log_path.read_text()}"
+            time.sleep(0.5)
+        assert job["optimized"] is True
+        assert httpx.get(job["public_url"]).status_code == 200  # the local S3 server is still up
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(timeout=60)
+    assert code == 0, log_path.read_text()
+    assert not root.exists(), "Ctrl-C removes the demo's files"
+
+
+def _wait_for_page(demo: subprocess.Popen[bytes], log_path: Path) -> str:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert demo.poll() is None, log_path.read_text()
+        if found := re.search(r"Jobs page: (http://127\.0\.0\.1:\d+)", log_path.read_text()):
+            return found[1]
+        time.sleep(0.5)
+    raise AssertionError(f"the jobs page never came up:\n{log_path.read_text()}")

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
-from deployments import PrefectUnavailable
 from upload_jobs import presenters
+from upload_jobs.cli_errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+)
 from upload_jobs.database import redacted_url
-from upload_jobs.errors import JobNotFound, UploadJobError
 from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
 from upload_jobs.retry_outcome import RetryOutcome
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import SweepMode, SweepReport
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from upload_jobs.web.retries import RetryVia
 
 app = typer.Typer(
     name="upload-jobs",
@@ -37,51 +36,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the job database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-console = Console()
-err_console = Console(stderr=True)
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _fail(message: str, code: int, json_output: bool, **extra: object) -> NoReturn:
-    if json_output:
-        presenters.print_json(console, {"error": message, **extra})
-    else:
-        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _friendly_errors(json_output: bool) -> Iterator[None]:
-    """Turn known failures into one readable line and an exit code instead of a traceback."""
-    try:
-        yield
-    except JobNotFound as exc:
-        _fail(
-            f"{exc}. See `upload-jobs list` for the ids.",
-            EXIT_USAGE,
-            json_output,
-            error_kind=exc.error_kind,
-        )
-    except UploadJobError as exc:
-        _fail(str(exc), EXIT_FAILED, json_output, error_kind=exc.error_kind)
-    except PrefectUnavailable as exc:
-        _fail(str(exc), EXIT_FAILED, json_output)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"UPLOAD_JOBS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        _fail(f"Invalid setting: {problems}", EXIT_USAGE, json_output)
-    except SQLAlchemyError as exc:
-        url = redacted_url(get_settings().database_url)
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        _fail(
-            f"Cannot use the job database {url}: {reason}. "
-            "Check UPLOAD_JOBS_DATABASE_URL and that the database is running.",
-            EXIT_FAILED,
-            json_output,
-        )
 
 
 def _store() -> JobStore:
@@ -100,11 +55,11 @@ def add(
     json_output: JsonOption = False,
 ) -> None:
     """Register a video as a pending upload job."""
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         settings = get_settings()
         source = path.expanduser().absolute()
         if not allow_missing and not source.is_file():
-            _fail(
+            fail(
                 f"File not found: {source} (use --allow-missing to register it anyway)",
                 EXIT_USAGE,
                 json_output,
@@ -130,7 +85,7 @@ def list_jobs(
     json_output: JsonOption = False,
 ) -> None:
     """List upload jobs, newest first, with their OPTIMIZED flag."""
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         jobs = _store().list_jobs(status=status, limit=limit)
         if json_output:
             presenters.print_json(console, [presenters.job_as_dict(job) for job in jobs])
@@ -147,7 +102,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Show one job and its attempt history."""
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         store = _store()
         job = store.get_job(job_id)
         attempts = store.list_attempts(job_id)
@@ -183,7 +138,7 @@ def retry(
 
     Exit code 0 when the job ends completed, 1 when it ends failed, 2 for an unknown id.
     """
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         store = _store()
         store.get_job(job_id)
         if via_deployment:
@@ -233,7 +188,7 @@ def _retry_via_deployment(job_id: int, wait: bool, timeout: int, json_output: bo
         )
     finished = wait_for_retry(flow_run, timeout)
     if finished is None:
-        _fail(
+        fail(
             f"Flow run {flow_run.name} for upload job {job_id} has not finished after "
             f"{timeout} s. Follow it at {url}, then `upload-jobs show {job_id}`.",
             EXIT_FAILED,
@@ -272,7 +227,7 @@ def sweep(
 
     Exit code 0 when the sweep ran (whatever happened to each job), 1 when it crashed.
     """
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         parameters = _given(
             limit=limit, mode=mode, max_attempts=max_attempts, concurrency=concurrency
         )
@@ -284,7 +239,7 @@ def sweep(
 
         state = sweep_failed_uploads(**parameters, return_state=True)
         if not state.is_completed():
-            _fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
+            fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
         report: SweepReport = state.result()
         if json_output:
             presenters.print_json(console, dataclasses.asdict(report))
@@ -321,7 +276,7 @@ def serve(
     json_output: JsonOption = False,
 ) -> None:
     """Serve retry-upload-job/on-demand and the scheduled sweep from this process until Ctrl-C."""
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         from deployments.serve import build_deployments, describe, serve_deployments
         from deployments.server import prefect_ui_url, require_prefect_server
 
@@ -357,7 +312,7 @@ def setup(
 
     Safe to run again: what exists is kept, limits are set to the numbers given.
     """
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         from deployments.setup import set_up_prefect
 
         resources = [dataclasses.asdict(r) for r in set_up_prefect(ffmpeg_slots, upload_slots)]
@@ -367,20 +322,69 @@ def setup(
         console.print(presenters.rows_table("Prefect server setup", resources))
 
 
+HostOption = Annotated[
+    str | None, typer.Option(help="Address to serve on (default: UPLOAD_JOBS_WEB_HOST, 127.0.0.1).")
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(min=0, max=65535, help="Port (default: UPLOAD_JOBS_WEB_PORT, 8080)."),
+]
+
+
 @app.command()
-def demo(json_output: JsonOption = False) -> None:
+def web(
+    host: HostOption = None,
+    port: PortOption = None,
+    retry_via: Annotated[
+        RetryVia,
+        typer.Option(
+            help="Where retries run: the Prefect deployment, this process, or auto (the "
+            "deployment when a Prefect server is configured and serves it)."
+        ),
+    ] = RetryVia.AUTO,
+) -> None:
+    """Serve the jobs page and its JSON API (docs at /docs) until Ctrl-C."""
+    from upload_jobs.web.server import WebServer, choose_retry_setup
+
+    with friendly_errors(json_output=False):
+        settings = get_settings()
+        setup = choose_retry_setup(retry_via, settings.web_retry_workers)
+        server = WebServer(settings, setup, host or settings.web_host, _port(port))
+        server.serve_until_interrupted(
+            lambda url: console.print(
+                f"Jobs page: {url} (JSON API docs: {url}/docs)\n"
+                f"{escape(setup.description)}\nCtrl-C stops it.",
+                highlight=False,
+            )
+        )
+
+
+def _port(port: int | None) -> int:
+    return get_settings().web_port if port is None else port
+
+
+@app.command()
+def demo(
+    web: Annotated[
+        bool, typer.Option("--web", help="Then serve the jobs page until Ctrl-C.")
+    ] = False,
+    port: PortOption = None,
+    json_output: JsonOption = False,
+) -> None:
     """Show the whole product on this machine: local S3 server, sample videos, retries."""
     from upload_jobs.demo import run_demo
 
-    with _friendly_errors(json_output):
-        exit_code = run_demo(console, json_output=json_output)
+    with friendly_errors(json_output):
+        exit_code = run_demo(
+            console, json_output=json_output, web_port=_port(port) if web else None
+        )
     raise typer.Exit(exit_code)
 
 
 @db_app.command("upgrade")
 def db_upgrade(json_output: JsonOption = False) -> None:
     """Create or migrate the job tables to the newest schema."""
-    with _friendly_errors(json_output):
+    with friendly_errors(json_output):
         from upload_jobs.database import get_engine
 
         url = get_settings().database_url

@@ -165,8 +165,9 @@ def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
     return table, rows
 
 
-def run_demo(console: Console, json_output: bool = False) -> int:
-    """Run the demo end to end; 0 when every job ended as expected."""
+def run_demo(console: Console, json_output: bool = False, web_port: int | None = None) -> int:
+    """Run the demo end to end; 0 when every job ended as expected. With `web_port`, then keep
+    the local S3 server and serve the jobs page on that port until interrupted."""
     from flows.runs import prefect_console_muted, run_retry_flow
 
     def say(message: str) -> None:
@@ -252,4 +253,35 @@ def run_demo(console: Console, json_output: bool = False) -> int:
                         "'Configuration'; see each step in the Prefect UI with "
                         "`uv run prefect server start`."
                     )
+            if web_port is not None:
+                _serve_jobs_page(console, store, root / "recordings", ffmpeg, web_port)
     return 0 if not surprises else 1
+
+
+def _serve_jobs_page(
+    console: Console, store: JobStore, recordings: Path, ffmpeg: str, port: int
+) -> None:
+    """Leave one more failed job to retry from the page, then serve the page until Ctrl-C."""
+    from upload_jobs.web.retries import RetryVia
+    from upload_jobs.web.server import WebServer, choose_retry_setup
+
+    settings = get_settings()
+    path = recordings / "retry-me from the page.mp4"
+    samples.make_moov_at_end_mp4(path, ffmpeg=ffmpeg)
+    job = store.add_job(
+        str(path),
+        object_key_for(path, settings.key_prefix),
+        status=JobStatus.FAILED,
+        last_error=SIMULATED_FAILURE,
+    )
+    setup = choose_retry_setup(RetryVia.LOCAL, settings.web_retry_workers)
+    server = WebServer(settings, setup, settings.web_host, port)
+    server.serve_until_interrupted(
+        lambda url: console.print(
+            f"\n[bold]Jobs page: {url}[/bold] (JSON API docs: {url}/docs)\n"
+            f"Job {job.id} ({escape(path.name)}) is left failed for you: press its Retry "
+            "button and watch it go up optimized. The local S3 server stays up while the page "
+            "is served; Ctrl-C stops both and removes the demo's files.",
+            highlight=False,
+        )
+    )

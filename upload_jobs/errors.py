@@ -108,6 +108,10 @@ class JobAlreadyCompleted(JobNotClaimable):
     """The job is done: there is nothing to retry."""
 
 
+class RetryAlreadyQueued(JobNotClaimable):
+    """A retry of the job was requested and has not started yet."""
+
+
 def error_kind_for(exc: BaseException) -> ErrorKind:
     """The job `error_kind` for any exception; unknown ones are internal errors."""
     if isinstance(exc, UploadJobError):

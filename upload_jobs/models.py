@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, String, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -95,3 +95,9 @@ class UploadAttempt(SQLModel, table=True):
     step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
     started_at: datetime | None = _timestamp(nullable=False)
     finished_at: datetime | None = _timestamp()
+    # Live progress of a running attempt (the jobs page polls it), written at most ~1/s.
+    phase: str | None = Field(default=None, sa_column=Column(String(24)))
+    progress_percent: float | None = Field(default=None, sa_column=Column(Float))
+    bytes_done: int | None = Field(default=None, sa_column=Column(BigInteger))
+    bytes_total: int | None = Field(default=None, sa_column=Column(BigInteger))
+    progress_updated_at: datetime | None = _timestamp()

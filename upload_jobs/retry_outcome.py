@@ -36,6 +36,13 @@ def failed_outcome(
     return RetryOutcome(job, False, message, flow_run_id)
 
 
+def queued_message(job_id: int, preset: str) -> str:
+    """What the jobs page says once a retry is queued (the wording operators already know)."""
+    if preset == "none":
+        return f"Upload job {job_id} queued for retry (streaming optimization is off: preset none)"
+    return f"Upload job {job_id} queued for retry with streaming optimization"
+
+
 def _completed_message(store: JobStore, job: UploadJob) -> str:
     if job.optimized_for_streaming:
         return f"Upload job {job.id} retried with streaming optimization"

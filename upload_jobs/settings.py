@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".upload-jobs"
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     use_concurrency_limits: bool = False
     ffmpeg_slots_limit: str = "ffmpeg-slots"
     upload_slots_limit: str = "upload-slots"
+    # The jobs web page (`upload-jobs web`). Bound to anything but loopback it needs the token,
+    # and every request must then carry it.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
+    web_token: SecretStr | None = None
+    web_retry_workers: int = Field(default=2, ge=1, le=16)
 
     def resolved_public_base_url(self) -> str:
         """The base of public links: the setting, else the bucket's Spaces CDN host."""

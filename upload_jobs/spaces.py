@@ -10,7 +10,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -260,7 +260,8 @@ class _Transfer:
             pending = {pool.submit(send, *span): span[2] for span in spans}
             try:
                 while pending:
-                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    # Each part as it lands, for progress; a failed part raises at result().
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         uploaded += pending.pop(future)
                         parts.append(future.result())

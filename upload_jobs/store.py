@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.database import session_for
 from upload_jobs.errors import ErrorKind, JobAlreadyCompleted, JobInProgress, JobNotFound
+from upload_jobs.live_progress import ProgressTarget, ProgressUpdate
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
@@ -34,6 +35,11 @@ class ClaimedJob:
     attempt_id: int
     lease_owner: str
     lease_expires_at: datetime
+
+    @property
+    def progress_target(self) -> ProgressTarget:
+        """Where this run's steps report their live progress."""
+        return ProgressTarget(self.job_id, self.attempt_id)
 
 
 def new_lease_owner(flow_run_id: str | None = None) -> str:
@@ -207,6 +213,25 @@ class JobStore:
         attempt_values = _attempt_values(report, AttemptOutcome.FAILED)
         attempt_values |= {"error": error, "error_kind": error_kind}
         return self._finish(claim, job_values, attempt_values, now)
+
+    def record_progress(self, attempt_id: int, progress: ProgressUpdate) -> None:
+        """Store a running attempt's latest progress; a finished attempt is left as it ended."""
+        record = (
+            update(UploadAttempt)
+            .where(col(UploadAttempt.id) == attempt_id)
+            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+            .values(
+                phase=progress.phase,
+                progress_percent=progress.percent,
+                bytes_done=progress.bytes_done,
+                bytes_total=progress.bytes_total,
+                progress_updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            session.connection().execute(record)
+            session.commit()
 
     def reap_expired_leases(self) -> list[int]:
         """Jobs whose run stopped (lease expired while in progress) become failed: worker_lost."""

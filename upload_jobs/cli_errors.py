@@ -1,0 +1,70 @@
+"""How the CLI reports failures: one readable line (or JSON) and an exit code, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
+
+from deployments import PrefectUnavailable
+from upload_jobs import presenters
+from upload_jobs.database import redacted_url
+from upload_jobs.errors import JobNotFound, UploadJobError
+from upload_jobs.settings import get_settings
+from upload_jobs.web.access import WebAccessRefused
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int, json_output: bool, **extra: object) -> NoReturn:
+    """Print `message` (or `{"error": ...}` with --json) and exit with `code`."""
+    if json_output:
+        presenters.print_json(console, {"error": message, **extra})
+    else:
+        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors(json_output: bool) -> Iterator[None]:
+    """Turn known failures into one readable line and an exit code instead of a traceback."""
+    try:
+        yield
+    except JobNotFound as exc:
+        fail(
+            f"{exc}. See `upload-jobs list` for the ids.",
+            EXIT_USAGE,
+            json_output,
+            error_kind=exc.error_kind,
+        )
+    except UploadJobError as exc:
+        fail(str(exc), EXIT_FAILED, json_output, error_kind=exc.error_kind)
+    except PrefectUnavailable as exc:
+        fail(str(exc), EXIT_FAILED, json_output)
+    except WebAccessRefused as exc:
+        fail(str(exc), EXIT_USAGE, json_output)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"UPLOAD_JOBS_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        fail(f"Invalid setting: {problems}", EXIT_USAGE, json_output)
+    except SQLAlchemyError as exc:
+        url = redacted_url(get_settings().database_url)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        fail(
+            f"Cannot use the job database {url}: {reason}. "
+            "Check UPLOAD_JOBS_DATABASE_URL and that the database is running.",
+            EXIT_FAILED,
+            json_output,
+        )

@@ -1,0 +1,113 @@
+// The job detail dialog: fetches GET /api/jobs/{id} and shows the job's fields and its attempt history.
+
+import { api, errorMessage } from './api.js';
+import { $, el, group, messageRow, safeLink, td } from './dom.js';
+import { formatDate, formatSizes, formatSteps } from './format.js';
+import { canRetry, flowRunNode, statusCell, statusChip } from './chips.js';
+import { state } from './state.js';
+
+function detailList(pairs) {
+  const list = el('dl', 'details-list');
+  for (const [label, value] of pairs) {
+    const dd = el('dd');
+    if (value instanceof Node) dd.append(value); else dd.textContent = value == null || value === '' ? '—' : String(value);
+    list.append(el('dt', null, label), dd);
+  }
+  return list;
+}
+
+function renderAttempt(a) {
+  let opt = a.optimized ? 'yes' : 'no';
+  if (a.fallback_reason) opt += ` — fallback: ${a.fallback_reason}`;
+  if (a.skipped_existing_object) opt += ' (object already in bucket, not re-uploaded)';
+  const error = a.error ? el('span', 'clamp', a.error) : null;
+  if (error) error.title = a.error;
+  const tr = el('tr');
+  tr.append(
+    td('#', 'num', a.attempt_number),
+    td('Outcome', null, statusChip(a.outcome, 'outcome')),
+    td('Optimized', 'cell-wrap', opt),
+    td('Error', 'cell-wrap', a.error_kind || error
+      ? group(a.error_kind ? el('span', 'tag', a.error_kind) : null, error) : null),
+    td('Bytes', 'nowrap', formatSizes(a.source_size_bytes, a.uploaded_size_bytes)),
+    td('Steps', 'cell-steps', formatSteps(a.step_seconds)),
+    td('Started / finished', 'nowrap', group(el('div', null, formatDate(a.started_at)),
+      el('div', 'muted', a.finished_at ? formatDate(a.finished_at) : 'running'))),
+    td('Flow run', null, flowRunNode(a.flow_run_url, a.flow_run_id)),
+  );
+  return tr;
+}
+
+function renderJobDialog(job) {
+  $('job-dialog-title').textContent = `Upload job ${job.id}`;
+  const status = el('div');
+  // Different chip classes from the table, so `.chip.status-completed` only ever matches rows.
+  status.append(statusCell(job, 'state'));
+  const preset = job.optimization_preset ? ` (preset ${job.optimization_preset})` : '';
+  const body = $('job-dialog-body');
+  body.replaceChildren(detailList([
+    ['Status', status],
+    ['File name', job.file_name],
+    ['Source path', el('span', 'mono break', job.source_path)],
+    ['Object key', el('span', 'mono break', job.object_key)],
+    ['Size', formatSizes(job.source_size_bytes, job.uploaded_size_bytes)],
+    ['Optimized', job.optimized ? `yes${preset}` : 'no'],
+    ['Attempts', job.attempts],
+    ['CDN', job.public_url ? safeLink(job.public_url, job.public_url) : null],
+    ['Flow run', flowRunNode(job.flow_run_url, job.flow_run_id)],
+    ['Updated', formatDate(job.updated_at)],
+    ['Error kind', job.error_kind],
+  ]));
+  if (job.last_error) {
+    body.append(el('h3', null, 'Last error'), el('pre', 'error-pre', job.last_error));
+  }
+  const rows = job.attempts_list.map(renderAttempt);
+  $('attempts').tBodies[0].replaceChildren(...(rows.length ? rows : [messageRow('No attempts yet')]));
+  $('job-dialog-retry').hidden = !canRetry(job);
+  $('job-dialog-retry').disabled = state.busy.has(job.id);
+}
+
+function showDialogMessage(message, className = 'error-note') {
+  $('job-dialog-body').replaceChildren(el('p', className, message));
+  $('attempts').tBodies[0].replaceChildren();
+  $('job-dialog-retry').hidden = true;
+}
+
+// Called on every poll while the dialog is open; re-renders only when the job changed.
+export async function refreshJobDialog() {
+  const id = state.openJobId;
+  const res = await api(`/api/jobs/${encodeURIComponent(id)}`);
+  if (id !== state.openJobId) return;
+  if (!res.ok) { showDialogMessage(errorMessage(res)); state.detailKey = ''; return; }
+  const job = res.body;
+  const history = Array.isArray(job.attempt_history) ? job.attempt_history : [];
+  const count = typeof job.attempts === 'number' ? job.attempts : history.length;
+  state.openJob = { ...job, attempts: count, attempts_list: history };
+  const key = JSON.stringify(job) + state.busy.has(job.id);
+  if (key === state.detailKey) return;
+  state.detailKey = key;
+  renderJobDialog(state.openJob);
+}
+
+export async function openJobDialog(jobId) {
+  state.openJobId = jobId;
+  state.openJob = null;
+  state.detailKey = '';
+  $('job-dialog-title').textContent = `Upload job ${jobId}`;
+  showDialogMessage('Loading…', 'muted');
+  if (!$('job-dialog').open) $('job-dialog').showModal();
+  try {
+    await refreshJobDialog();
+  } catch (err) {
+    showDialogMessage('Lost connection to the server; retrying…');
+  }
+}
+
+// onRetry(jobId, button) runs when the dialog's own Retry button is pressed.
+export function bindJobDialog(onRetry) {
+  $('job-dialog-close').addEventListener('click', () => $('job-dialog').close());
+  $('job-dialog').addEventListener('close', () => { state.openJobId = null; state.openJob = null; });
+  $('job-dialog-retry').addEventListener('click', (e) => {
+    if (state.openJobId !== null) onRetry(state.openJobId, e.currentTarget);
+  });
+}

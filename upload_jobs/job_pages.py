@@ -73,13 +73,6 @@ def latest_attempts(database_url: str, job_ids: list[int]) -> dict[int, UploadAt
         return {attempt.job_id: attempt for attempt in session.exec(query).all()}
 
 
-def job_ids_with_status(database_url: str, status: JobStatus) -> list[int]:
-    """The ids of every job in `status`, oldest first (what "retry all failed" queues)."""
-    query = select(UploadJob.id).where(UploadJob.status == status).order_by(col(UploadJob.id))
-    with session_for(database_url) as session:
-        return [job_id for job_id in session.exec(query).all() if job_id is not None]
-
-
 def _conditions(job_filter: JobFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if job_filter.status is not None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 # sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
 import flows.retry_upload  # noqa: F401
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from tests.support.recordings import write_unfinished_recording
 from upload_jobs.cli import app
 from upload_jobs.settings import Settings
 from upload_jobs.store import JobStore
@@ -46,10 +47,13 @@ def test_add_list_show_json(settings: Settings, clip) -> None:
 def test_add_refuses_missing_file_and_escaping_keys(settings: Settings, tmp_path: Path) -> None:
     code, output = invoke("add", str(tmp_path / "nope.mp4"))
     assert code == 2 and "File not found" in output and "--allow-missing" in output
-    video = tmp_path / "ok.mp4"
-    video.write_bytes(b"x")
+    video = write_unfinished_recording(tmp_path / "ok.mp4", 1024)
     code, output = invoke("add", str(video), "--key", "../../etc/passwd")
     assert code == 1 and "Error" in output and "Traceback" not in output
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("meeting notes, not a video\n")
+    code, output = invoke("add", str(notes))
+    assert code == 2 and "is not an MP4/MOV video" in output and "notes.mp4" in output
     assert JobStore(settings.database_url).list_jobs() == []
 
 

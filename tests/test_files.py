@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.recordings import write_unfinished_recording
 from upload_jobs.errors import (
     ErrorKind,
     SourceEmpty,
     SourceMissing,
+    SourceNotVideo,
     SourceUnreadable,
     error_kind_for,
 )
@@ -44,9 +46,21 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
 
 
 def test_present_source_returns_size(tmp_path: Path) -> None:
-    video = tmp_path / "clip.MP4"
-    video.write_bytes(b"\0" * 1500)
+    video = write_unfinished_recording(tmp_path / "clip.MP4", 1500)
     assert check_source_file(str(video)) == 1500
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\0" * 1500, b"<html>not a video</html>", b"\x1aE\xdf\xa3 matroska", b"ftyp"],
+    ids=["zeros", "html", "matroska", "too-short"],
+)
+def test_bytes_that_are_no_mp4_are_refused(tmp_path: Path, content: bytes) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(content)
+    with pytest.raises(SourceNotVideo, match=r"is not an MP4/MOV video .*/clip\.mp4$"):
+        check_source_file(video)
+    assert video.read_bytes() == content
 
 
 def test_megabytes_format() -> None:

@@ -18,6 +18,7 @@ from prefect.settings import get_current_settings
 
 from flows.retry_upload import retry_upload_job
 from tests.conftest import sha256_of
+from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.models import JobStatus, UploadJob
@@ -238,14 +239,14 @@ def test_failed_multipart_upload_leaves_no_parts(
     monkeypatch.setenv("UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES", str(5 * 1024 * 1024))
     monkeypatch.setenv("UPLOAD_JOBS_MULTIPART_CHUNK_BYTES", str(5 * 1024 * 1024))
     get_settings.cache_clear()
-    # Not a video: optimization falls back and the original goes up in three parts.
+    # No moov: optimization falls back and the original goes up in three parts.
     source = tmp_path / "big.mp4"
-    source.write_bytes(os.urandom(12 * 1024 * 1024))
+    write_unfinished_recording(source, 12 * 1024 * 1024)
     fault_proxy.fail_always(403, "AccessDenied", kinds={"upload_part"}, min_part_number=2)
     job, _ = run(add_failed_job(settings, source))
     assert (job.status, job.error_kind) == (JobStatus.FAILED, "upload_permanent")
     [attempt] = JobStore(settings.database_url).list_attempts(job.id or 0)
-    assert "not an MP4/MOV file" in (attempt.fallback_reason or "")
+    assert "never finalized" in (attempt.fallback_reason or "")
     assert fault_proxy.count("abort_multipart") >= 1
     client = make_s3_client(get_settings())
     assert list_open_multipart_uploads(client, settings.bucket) == []

@@ -114,9 +114,13 @@ def test_two_sweeps_at_once_upload_each_job_once(
 ) -> None:
     jobs = [failed_job(settings, clip("faststart", f"race-{n}.mp4")) for n in range(6)]
     reports: list[SweepReport] = []
+    errors: list[BaseException] = []
 
     def sweep() -> None:
-        reports.append(sweep_failed_uploads(limit=10, concurrency=2))
+        try:
+            reports.append(sweep_failed_uploads(limit=10, concurrency=2))
+        except BaseException as exc:  # a thread's exception is otherwise lost to the test
+            errors.append(exc)
 
     threads = [
         threading.Thread(target=contextvars.copy_context().run, args=(sweep,)) for _ in range(2)
@@ -124,8 +128,10 @@ def test_two_sweeps_at_once_upload_each_job_once(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=300)
+        thread.join(timeout=240)
 
+    assert not errors, f"a sweep raised: {errors!r}"
+    assert len(reports) == 2, "both sweeps returned"
     store = JobStore(settings.database_url)
     assert all(store.get_job(job_id).status == JobStatus.COMPLETED for job_id in jobs)
     assert all(len(store.list_attempts(job_id)) == 1 for job_id in jobs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
 from tests.test_retry_flow import fault_proxy, media_and_s3_only  # noqa: F401
@@ -274,7 +274,7 @@ def test_a_running_upload_shows_its_bytes_on_the_page(
     get_settings.cache_clear()
     fault_proxy.slow_always(1.5, kinds={"upload_part"})
     source = tmp_path / "big.mp4"
-    source.write_bytes(os.urandom(12 * MiB))
+    write_unfinished_recording(source, 12 * MiB)
     job = JobStore(settings.database_url).add_job(str(source), "videos/big.mp4", JobStatus.FAILED)
     assert job.id is not None
     seen: list[dict[str, Any]] = []

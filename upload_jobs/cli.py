@@ -19,6 +19,8 @@ from upload_jobs.cli_errors import (
     friendly_errors,
 )
 from upload_jobs.database import redacted_url
+from upload_jobs.errors import UploadJobError
+from upload_jobs.files import check_source_file
 from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
 from upload_jobs.retry_outcome import RetryOutcome
@@ -64,6 +66,11 @@ def add(
                 EXIT_USAGE,
                 json_output,
             )
+        if source.is_file():
+            try:
+                check_source_file(source)
+            except UploadJobError as exc:  # an empty or non-video file would only fail its run
+                fail(str(exc), EXIT_USAGE, json_output, error_kind=exc.error_kind)
         object_key = sanitize_object_key(
             key or object_key_for(source, settings.key_prefix), settings.key_prefix
         )

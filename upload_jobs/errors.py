@@ -11,11 +11,13 @@ class ErrorKind(StrEnum):
     SOURCE_MISSING = "source_missing"
     SOURCE_EMPTY = "source_empty"
     SOURCE_UNREADABLE = "source_unreadable"
+    SOURCE_NOT_VIDEO = "source_not_video"
     INVALID_KEY = "invalid_key"
     OPTIMIZATION_FAILED = "optimization_failed"
     UPLOAD_TRANSIENT = "upload_transient"
     UPLOAD_PERMANENT = "upload_permanent"
     VERIFICATION_FAILED = "verification_failed"
+    OBJECT_MISSING = "object_missing"
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_CLAIMABLE = "job_not_claimable"
     WORKER_LOST = "worker_lost"
@@ -54,6 +56,12 @@ class SourceUnreadable(UploadJobError):
     error_kind = ErrorKind.SOURCE_UNREADABLE
 
 
+class SourceNotVideo(UploadJobError):
+    """The source file does not start like an MP4/MOV video, so it is not uploaded as one."""
+
+    error_kind = ErrorKind.SOURCE_NOT_VIDEO
+
+
 class InvalidObjectKey(UploadJobError):
     """An object key that would escape its prefix or cannot be stored."""
 
@@ -82,6 +90,12 @@ class UploadVerificationFailed(UploadJobError):
     """The object in the bucket does not match what was uploaded."""
 
     error_kind = ErrorKind.VERIFICATION_FAILED
+
+
+class ObjectMissing(UploadJobError):
+    """A completed job's object is not in the bucket (or not the bytes the job uploaded)."""
+
+    error_kind = ErrorKind.OBJECT_MISSING
 
 
 class JobNotFound(UploadJobError):

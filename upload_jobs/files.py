@@ -6,13 +6,15 @@ import shutil
 import uuid
 from pathlib import Path
 
-from upload_jobs.errors import SourceEmpty, SourceMissing, SourceUnreadable
+from upload_jobs.errors import SourceEmpty, SourceMissing, SourceNotVideo, SourceUnreadable
+from upload_jobs.mp4 import starts_like_mp4
 
 MEGABYTE = 1024 * 1024
 
 
 def check_source_file(path: str | Path) -> int:
-    """The source video's size in bytes; `SourceMissing`, `SourceEmpty` or `SourceUnreadable`."""
+    """The source video's size in bytes; `SourceMissing`, `SourceEmpty`, `SourceUnreadable`
+    or `SourceNotVideo` (bytes that are no MP4/MOV are never uploaded as a video)."""
     source = Path(path)
     try:
         stat = source.stat()
@@ -26,9 +28,13 @@ def check_source_file(path: str | Path) -> int:
         raise SourceEmpty(str(path))
     try:
         with source.open("rb") as handle:
-            handle.read(1)
+            header = handle.read(16)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
+    if not starts_like_mp4(header):
+        raise SourceNotVideo(
+            f"Original file is not an MP4/MOV video (it starts with {header[:8]!r}): {path}"
+        )
     return stat.st_size
 
 

@@ -96,6 +96,15 @@ class Mp4Layout:
         return [t for t in self.tracks if t.handler == HANDLER_AUDIO]
 
 
+def starts_like_mp4(header: bytes) -> bool:
+    """Whether the first bytes of a file are a plausible first ISO-BMFF box (MP4/MOV)."""
+    if len(header) < 8:
+        return False
+    size, box_type = _unpack_header(header)
+    # Size 0 means "to the end of the file" and 1 "a 64-bit size follows": both are legal.
+    return box_type in PLAUSIBLE_FIRST_BOXES and (size in (0, 1) or size >= 8)
+
+
 def read_layout(path: Path) -> Mp4Layout:
     """Walk the top-level boxes of an MP4/MOV file without reading media payload.
 

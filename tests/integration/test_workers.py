@@ -9,7 +9,6 @@ Run with `pytest -s tests/integration` to see the measured figures.
 from __future__ import annotations
 
 import contextvars
-import os
 import statistics
 import sys
 import threading
@@ -34,6 +33,7 @@ from tests.integration.conftest import (
     wait_until_polling,
 )
 from tests.support.prefect_runs import runs_of
+from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.models import AttemptOutcome, JobStatus, as_utc
@@ -258,11 +258,11 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
     start_worker: StartWorker,
     tmp_path: Path,
 ) -> None:
-    # Random bytes: the remux fails and the run falls back to the original, which is large
+    # A recording never finalized: the remux fails and the run falls back to the original, large
     # enough for a multipart upload with the worker's 5 MiB threshold.
     source = tmp_path / "videos" / "big.mp4"
     source.parent.mkdir(parents=True)
-    source.write_bytes(os.urandom(BIG_SOURCE_BYTES))
+    write_unfinished_recording(source, BIG_SOURCE_BYTES)
     store = JobStore(settings.database_url)
     job_id = add_failed_job(store, source)
     key = store.get_job(job_id).object_key

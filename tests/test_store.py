@@ -108,6 +108,29 @@ def test_only_the_lease_holder_can_finish(database_url: str) -> None:
     assert store.get_job(job.id).status == JobStatus.IN_PROGRESS
 
 
+def test_a_mark_retried_after_its_commit_landed_is_not_an_error(database_url: str) -> None:
+    # The database committed the first mark but the connection dropped before the answer: the
+    # task retries the same mark, which must find its outcome instead of a "lost" lease.
+    store = JobStore(database_url)
+    done, failed = (store.add_job(f"/v/{n}.mp4", f"videos/{n}.mp4") for n in ("done", "failed"))
+    assert done.id and failed.id
+    claim = store.claim_job(done.id, "worker-1", LEASE)
+    first = store.mark_completed(claim, REPORT, STORED)
+    again = store.mark_completed(claim, REPORT, STORED)
+    assert again.status == first.status == JobStatus.COMPLETED
+    assert again.completed_at == first.completed_at, "the retry changed nothing"
+    with pytest.raises(JobNotClaimable, match="no longer held by this run"):
+        store.mark_failed(claim, REPORT, "late failure", ErrorKind.UPLOAD_TRANSIENT)
+    claim = store.claim_job(failed.id, "worker-1", LEASE)
+    store.mark_failed(claim, REPORT, "503 SlowDown", ErrorKind.UPLOAD_TRANSIENT)
+    job = store.mark_failed(claim, REPORT, "503 SlowDown", ErrorKind.UPLOAD_TRANSIENT)
+    assert (job.status, job.attempts, len(store.list_attempts(failed.id))) == (
+        JobStatus.FAILED,
+        1,
+        1,
+    )
+
+
 def test_retry_backoff_doubles_and_is_capped() -> None:
     assert retry_backoff(1) == timedelta(minutes=1)
     assert retry_backoff(3) == timedelta(minutes=4)

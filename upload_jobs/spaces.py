@@ -37,6 +37,9 @@ VIDEO_CONTENT_TYPE = "video/mp4"
 # S3 limits for multipart uploads: parts of at least 5 MiB (but the last), at most 10,000 parts.
 MIN_PART_BYTES = 5 * MiB
 MAX_PARTS = 10_000
+# Each abort request is already retried by botocore; a few more tries make a part left
+# behind (and billed) by a flaky endpoint rare enough to ignore.
+ABORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -274,13 +277,22 @@ class _Transfer:
         return sorted(parts, key=lambda part: part.get("PartNumber", 0))
 
     def _abort_quietly(self, upload_id: str) -> None:
-        """Best-effort abort; its own failure is logged so it never hides the original error."""
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+        """Best-effort abort, tried a few times (parts left behind are billed); its own failure
+        is logged so it never hides the original error."""
+        for attempt in range(1, ABORT_ATTEMPTS + 1):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
+                )
+            except Exception as exc:
+                if isinstance(exc, bce.ClientError) and _error_code(exc) == NO_SUCH_UPLOAD:
+                    return  # already gone is what we wanted
+                error = classify_upload_error(exc, bucket=self.bucket)
+                logger.warning("Could not abort multipart upload %s of %s (try %d of %d): %s",
+                               upload_id, self, attempt, ABORT_ATTEMPTS, error)  # fmt: skip
+                continue
             logger.info("Aborted multipart upload %s of %s", upload_id, self)
-        except Exception as exc:
-            error = classify_upload_error(exc, bucket=self.bucket)
-            logger.warning("Could not abort multipart upload %s of %s: %s", upload_id, self, error)
+            return
 
 
 def list_open_multipart_uploads(

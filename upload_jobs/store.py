@@ -317,6 +317,10 @@ class JobStore:
             connection = session.connection()
             if connection.execute(finish_job).rowcount != 1:
                 session.rollback()
+                if self._already_recorded(claim.attempt_id, attempt_values):
+                    # A retry of a mark whose commit landed but whose answer was lost with the
+                    # connection: the outcome is there, so this is success, not a lost lease.
+                    return self.get_job(claim.job_id)
                 raise JobInProgress(
                     f"Upload job {claim.job_id} is no longer held by this run "
                     f"({claim.lease_owner}); its outcome was not recorded"
@@ -324,6 +328,18 @@ class JobStore:
             connection.execute(finish_attempt)
             session.commit()
         return self.get_job(claim.job_id)
+
+    def _already_recorded(self, attempt_id: int, attempt_values: dict[str, Any]) -> bool:
+        """Whether the attempt already ended exactly as `attempt_values` says."""
+        with session_for(self.database_url) as session:
+            attempt = session.get(UploadAttempt, attempt_id)
+        return (
+            attempt is not None
+            and attempt.finished_at is not None
+            and attempt.outcome == attempt_values["outcome"]
+            and attempt.error_kind == attempt_values.get("error_kind")
+            and attempt.error == attempt_values.get("error")
+        )
 
 
 def _attempt_values(report: AttemptReport, outcome: AttemptOutcome) -> dict[str, Any]:

@@ -4,7 +4,8 @@ boto3 points `endpoint_url` at the proxy. Requests are forwarded verbatim (metho
 including Authorization, body) so SigV4 signatures stay valid; programmed faults answer instead
 with an S3-style XML error or by closing the connection without a response. A rule may also hold
 a request for a while first: `slow_next`/`slow_always` then forward it (an upload in flight that
-a test can catch), `fail_*(delay_seconds=...)` then break it (a slow failure).
+a test can catch), `fail_*(delay_seconds=...)` then break it (a slow failure). `fail_randomly`
+breaks a share of all requests with a seeded mix of faults (see `fault_rules.RandomFaults`).
 """
 
 from __future__ import annotations
@@ -14,48 +15,27 @@ import http.client
 import socket
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-from upload_jobs.local_s3 import REQUEST_KINDS, BackgroundServer, S3Request, classify_s3_request
+from tests.support.fault_rules import (
+    Fault,
+    FaultRule,
+    RandomFaults,
+    delay,
+    kinds_set,
+    methods_set,
+    slow_rule,
+)
+from upload_jobs.local_s3 import BackgroundServer, S3Request, classify_s3_request
 
-__all__ = ["FaultRule", "S3FaultProxy"]
+__all__ = ["Fault", "FaultRule", "S3FaultProxy"]
 
 # Headers that describe one hop, not the request; http.client and the handler set their own.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
-
-
-@dataclass
-class FaultRule:
-    """Which requests to break (or hold) and how; `remaining=None` applies to every match.
-
-    `delay_seconds` holds a matching request that long (its body already received) before the
-    rule acts; `forward=True` then passes it upstream instead of answering with a fault.
-    """
-
-    status: int
-    code: str
-    message: str
-    remaining: int | None
-    methods: frozenset[str] | None = None
-    kinds: frozenset[str] | None = None
-    min_part_number: int | None = None
-    drop_connection: bool = False
-    delay_seconds: float = 0.0
-    forward: bool = False
-
-    def matches(self, request: S3Request) -> bool:
-        """Whether this rule applies to `request` (ignoring how many uses are left)."""
-        if self.methods is not None and request.method not in self.methods:
-            return False
-        if self.kinds is not None and request.kind not in self.kinds:
-            return False
-        if self.min_part_number is not None:
-            return request.part_number is not None and request.part_number >= self.min_part_number
-        return True
 
 
 class S3FaultProxy:
@@ -70,6 +50,7 @@ class S3FaultProxy:
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self._random: RandomFaults | None = None
         self._requests: list[S3Request] = []
         self._faulted: list[S3Request] = []
         self._delayed: list[S3Request] = []
@@ -102,11 +83,11 @@ class S3FaultProxy:
                 code,
                 message,
                 n,
-                _methods(methods),
-                _kinds(kinds),
+                methods_set(methods),
+                kinds_set(kinds),
                 min_part_number,
                 drop_connection,
-                _delay(delay_seconds),
+                delay(delay_seconds),
             )
         )
 
@@ -130,11 +111,11 @@ class S3FaultProxy:
                 code,
                 message,
                 None,
-                _methods(methods),
-                _kinds(kinds),
+                methods_set(methods),
+                kinds_set(kinds),
                 min_part_number,
                 drop_connection,
-                _delay(delay_seconds),
+                delay(delay_seconds),
             )
         )
 
@@ -146,9 +127,11 @@ class S3FaultProxy:
         methods: set[str] | None = None,
         kinds: set[str] | None = None,
         min_part_number: int | None = None,
+        after_kind: str | None = None,
     ) -> None:
-        """Holds the next `n` matching requests `delay_seconds` each, then forwards them."""
-        self._add_rule(_slow_rule(n, delay_seconds, methods, kinds, min_part_number))
+        """Holds the next `n` matching requests `delay_seconds` each, then forwards them;
+        with `after_kind`, only requests after one of that kind was seen."""
+        self._add_rule(slow_rule(n, delay_seconds, methods, kinds, min_part_number, after_kind))
 
     def slow_always(
         self,
@@ -159,12 +142,29 @@ class S3FaultProxy:
         min_part_number: int | None = None,
     ) -> None:
         """Holds every matching request `delay_seconds`, then forwards it (until cleared)."""
-        self._add_rule(_slow_rule(None, delay_seconds, methods, kinds, min_part_number))
+        self._add_rule(slow_rule(None, delay_seconds, methods, kinds, min_part_number))
+
+    def fail_randomly(
+        self,
+        share: float,
+        *,
+        seed: int,
+        faults: Sequence[Fault] = tuple(Fault),
+        slow_seconds: float = 1.0,
+        kinds: set[str] | None = None,
+    ) -> RandomFaults:
+        """Breaks `share` of the requests no rule matches, each with a fault drawn from
+        `faults`; returns the mix, whose `drawn` counts what was injected."""
+        mix = RandomFaults(share, seed, faults, slow_seconds, kinds_set(kinds))
+        with self._lock:
+            self._random = mix
+        return mix
 
     def clear_faults(self) -> None:
-        """Removes every programmed fault."""
+        """Removes every programmed fault, the random mix too."""
         with self._lock:
             self._rules.clear()
+            self._random = None
 
     # --- what was seen ------------------------------------------------------------------------
 
@@ -255,14 +255,24 @@ class S3FaultProxy:
         with self._lock:
             self._requests.append(request)
             self._headers.append((request, headers))
-            for rule in self._rules:
-                if rule.remaining == 0 or not rule.matches(request):
-                    continue
-                if rule.remaining is not None:
-                    rule.remaining -= 1
-                (self._delayed if rule.forward else self._faulted).append(request)
-                return rule
-        return None
+            seen = {earlier.kind for earlier in self._requests[:-1]}
+            chosen = next(
+                (
+                    rule
+                    for rule in self._rules
+                    if rule.remaining != 0
+                    and rule.matches(request)
+                    and (rule.after_kind is None or rule.after_kind in seen)
+                ),
+                None,
+            )
+            if chosen is not None and chosen.remaining is not None:
+                chosen.remaining -= 1
+            if chosen is None and self._random is not None:
+                chosen = self._random.draw(request)
+            if chosen is not None:
+                (self._delayed if chosen.forward else self._faulted).append(request)
+            return chosen
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -271,12 +281,18 @@ class S3FaultProxy:
             protocol_version = "HTTP/1.1"
 
             def do_request(self) -> None:
-                # The whole body is read first: answering early makes the client see a reset.
-                body = self._read_body()
                 request = classify_s3_request(self.command, self.path)
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 rule = proxy._record(request, headers)
                 self.close_connection = True
+                if rule is not None and rule.drop_mid_body:
+                    self._read_half_of_body()
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                # Otherwise the whole body is read first: answering early makes the client see
+                # a reset.
+                body = self._read_body()
                 # Waiting on the stop event, not sleeping: a proxy being stopped drops what it
                 # holds instead of forwarding it after the test has moved on.
                 delay = rule.delay_seconds if rule is not None else 0.0
@@ -309,6 +325,13 @@ class S3FaultProxy:
                     return b"".join(chunks)
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
+
+            def _read_half_of_body(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length // 2)
+                elif "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    self.rfile.readline()  # the first chunk's size line: the body has begun
 
             def _send_error_xml(self, rule: FaultRule) -> None:
                 payload = (
@@ -365,45 +388,3 @@ class S3FaultProxy:
                 """Quiet: the proxy's counters are the log."""
 
         return Handler
-
-
-def _slow_rule(
-    n: int | None,
-    delay_seconds: float,
-    methods: set[str] | None,
-    kinds: set[str] | None,
-    min_part_number: int | None,
-) -> FaultRule:
-    """A rule that holds matching requests, then forwards them (status and code go unused)."""
-    if delay_seconds <= 0:
-        raise ValueError(f"delay_seconds must be positive for a slow rule, got {delay_seconds}")
-    return FaultRule(
-        200,
-        "",
-        "",
-        n,
-        _methods(methods),
-        _kinds(kinds),
-        min_part_number,
-        delay_seconds=delay_seconds,
-        forward=True,
-    )
-
-
-def _delay(seconds: float) -> float:
-    """`seconds`, checked: a negative hold is a typo, not "no delay"."""
-    if seconds < 0:
-        raise ValueError(f"delay_seconds cannot be negative, got {seconds}")
-    return seconds
-
-
-def _methods(values: set[str] | None) -> frozenset[str] | None:
-    return frozenset(v.upper() for v in values) if values is not None else None
-
-
-def _kinds(values: set[str] | None) -> frozenset[str] | None:
-    # A misspelt kind would match nothing and leave a fault test silently fault-free.
-    unknown = set(values or ()) - set(REQUEST_KINDS)
-    if unknown:
-        raise ValueError(f"unknown request kinds {sorted(unknown)}; known: {REQUEST_KINDS}")
-    return frozenset(values) if values is not None else None

@@ -1,0 +1,114 @@
+"""The flow process SIGKILLed after its upload finished but before the job was marked: the next
+run finds the object by size and sha256 and marks the job without uploading it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prefect.settings import get_current_settings
+
+from flows.sweep import sweep_failed_uploads
+from tests.conftest import sha256_of
+from tests.reliability.conftest import one_database
+from tests.support.bucket_audit import (
+    Outcome,
+    open_parts,
+    store_writes_per_key,
+    stored_objects,
+    temp_files_left,
+)
+from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.test_sweeping import expire_lease
+from upload_jobs.errors import ErrorKind
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.models import AttemptOutcome, JobStatus
+from upload_jobs.settings import Settings
+from upload_jobs.store import JobStore
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
+
+# The verifying HEAD is held far longer than the test needs to see it and kill the run.
+HOLD_SECONDS = 120.0
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `condition` until it is truthy; fail the test with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
+    settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server
+) -> None:
+    store = JobStore(settings.database_url)
+    source = clip("moov_at_end", "killed after upload é.mp4")
+    original = sha256_of(source)
+    job = store.add_job(str(source), f"videos/{source.name}", JobStatus.FAILED)
+    assert job.id is not None
+    with S3FaultProxy(s3_server.endpoint_url) as proxy:
+        # The HEAD after the PUT verifies the new object: while it is held, the upload is done
+        # and the job not yet marked.
+        proxy.slow_next(1, HOLD_SECONDS, kinds={"head"}, after_kind="put_object")
+        env = {
+            **os.environ,
+            "UPLOAD_JOBS_ENDPOINT_URL": proxy.endpoint_url,
+            "PREFECT_API_URL": str(get_current_settings().api.url),
+        }
+        run = subprocess.Popen(
+            [sys.executable, "-m", "upload_jobs.cli", "retry", str(job.id)],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: proxy.delayed, 120, "the upload to finish")
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+
+    crashed = store.get_job(job.id)
+    assert (crashed.status, run.returncode) == (JobStatus.IN_PROGRESS, -signal.SIGKILL)
+    assert store_writes_per_key(s3_server, settings.bucket) == {job.object_key: 1}
+    temp_after_crash = temp_files_left(settings)
+
+    expire_lease(settings.database_url, job.id)  # the dead run's lease runs out
+    report = sweep_failed_uploads(limit=10, stale_temp_hours=0)
+
+    job = store.get_job(job.id)
+    lost, finished = store.list_attempts(job.id)
+    writes = store_writes_per_key(s3_server, settings.bucket)
+    outcome = Outcome(
+        fault="flow process SIGKILLed after the upload, before the mark",
+        jobs=1,
+        completed=int(job.status == JobStatus.COMPLETED),
+        objects_duplicated=sum(writes.values()) - 1,
+        parts_left=open_parts(settings),
+        temp_files_left=temp_files_left(settings),
+        sources_changed=int(sha256_of(source) != original),
+        details={
+            "temp_files_after_crash": temp_after_crash,
+            "uploads": sum(writes.values()),
+            "attempts": [
+                (a.outcome, a.error_kind, a.skipped_existing_object) for a in (lost, finished)
+            ],
+        },
+    )
+    outcome.save("flow-killed-before-mark")
+    assert report.reaped == report.completed == [job.id]
+    assert (lost.outcome, lost.error_kind) == (AttemptOutcome.FAILED, ErrorKind.WORKER_LOST)
+    assert finished.outcome == AttemptOutcome.COMPLETED and finished.skipped_existing_object
+    assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
+    assert sorted(stored_objects(settings)) == [job.object_key]
+    assert (outcome.objects_duplicated, outcome.parts_left) == (0, 0)
+    assert (outcome.temp_files_left, outcome.sources_changed) == (0, 0)

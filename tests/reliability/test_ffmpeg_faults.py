@@ -1,0 +1,131 @@
+"""Real ffmpeg killed mid-remux, and real ffmpeg out of disk space: the run falls back to the
+original file, the job completes, the temp folder is gone and the source is unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flows.retry_upload import retry_upload_job
+from tests.conftest import sha256_of
+from tests.reliability.conftest import one_database
+from tests.support.bucket_audit import Outcome, open_parts, stored_objects, temp_files_left
+from upload_jobs.models import JobStatus
+from upload_jobs.settings import Settings, get_settings
+from upload_jobs.spaces import find_existing_object, make_s3_client
+from upload_jobs.store import JobStore
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
+
+# Real ffmpeg, stopped at once and let run in 2 ms slices until its output has its first bytes,
+# then SIGKILLed as the OOM killer would; the wrapper then dies the same way so the caller sees
+# the signal. KILL_LOG gets the exit status (137: it really was killed before finishing).
+KILLED_MID_REMUX = r"""#!/usr/bin/env bash
+out="${@: -1}"; out="${out#file:}"
+"$REAL_FFMPEG" "$@" &
+pid=$!
+kill -STOP "$pid"
+while [ ! -s "$out" ]; do kill -CONT "$pid"; sleep 0.002; kill -STOP "$pid"; done
+kill -KILL "$pid"
+wait "$pid"; status=$?
+echo "$status $(stat -c %s "$out")" >> "$KILL_LOG"
+[ "$status" = 137 ] && kill -KILL $$
+exit "$status"
+"""
+# Real ffmpeg allowed to write at most FSIZE_KB KiB per file, with SIGXFSZ ignored so a write
+# past it fails with EFBIG, the way a full disk fails with ENOSPC.
+OUT_OF_DISK = r"""#!/usr/bin/env bash
+trap '' XFSZ
+ulimit -f "$FSIZE_KB"
+exec "$REAL_FFMPEG" "$@"
+"""
+
+
+def wrapped_ffmpeg(tmp_path: Path, script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the runs use `script` as ffmpeg, with the real binary in $REAL_FFMPEG."""
+    wrapper = tmp_path / "ffmpeg-wrapper"
+    wrapper.write_text(script)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("REAL_FFMPEG", get_settings().ffmpeg or _real_ffmpeg())
+    monkeypatch.setenv("UPLOAD_JOBS_FFMPEG", str(wrapper))
+    get_settings.cache_clear()
+
+
+def _real_ffmpeg() -> str:
+    from upload_jobs.media import resolve_ffmpeg
+
+    return resolve_ffmpeg()
+
+
+def run_and_audit(settings: Settings, source: Path, name: str, fault: str) -> str:
+    """Run the job's flow; check nothing was lost; return the recorded fallback reason."""
+    store = JobStore(settings.database_url)
+    original = sha256_of(source)
+    job = store.add_job(str(source), f"videos/{source.name}", JobStatus.FAILED)
+    assert job.id is not None
+
+    state = retry_upload_job(job.id, return_state=True)
+
+    job = store.get_job(job.id)
+    [attempt] = store.list_attempts(job.id)
+    stored = find_existing_object(make_s3_client(settings), settings.bucket, job.object_key)
+    outcome = Outcome(
+        fault=fault,
+        jobs=1,
+        completed=int(job.status == JobStatus.COMPLETED),
+        objects_duplicated=len(stored_objects(settings)) - 1,
+        parts_left=open_parts(settings),
+        temp_files_left=temp_files_left(settings),
+        sources_changed=int(sha256_of(source) != original),
+        details={
+            "fallback_reason": attempt.fallback_reason,
+            "optimized": job.optimized_for_streaming,
+        },
+    )
+    outcome.save(name)
+    assert state.is_completed() and job.status == JobStatus.COMPLETED
+    assert job.optimized_for_streaming is False
+    # What went up is the original, byte for byte.
+    assert stored is not None and stored.sha256 == original
+    assert stored.size_bytes == source.stat().st_size == job.uploaded_size_bytes
+    assert (outcome.temp_files_left, outcome.sources_changed, outcome.parts_left) == (0, 0, 0)
+    return attempt.fallback_reason or ""
+
+
+def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
+    settings: Settings,
+    clip: Callable[[str, str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kill_log = tmp_path / "kills"
+    monkeypatch.setenv("KILL_LOG", str(kill_log))
+    wrapped_ffmpeg(tmp_path, KILLED_MID_REMUX, monkeypatch)
+    source = clip("moov_at_end", "killed mid-remux.mp4")
+
+    reason = run_and_audit(settings, source, "ffmpeg-killed", "ffmpeg SIGKILLed mid-remux")
+
+    status, written = kill_log.read_text().split()
+    assert status == "137", "ffmpeg was killed before it finished"
+    assert 0 < int(written) < source.stat().st_size, "it had written part of the output"
+    assert "killed by SIGKILL" in reason
+
+
+def test_ffmpeg_out_of_disk_falls_back_to_the_original(
+    settings: Settings,
+    clip: Callable[[str, str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = clip("moov_at_end", "disk full.mp4")
+    # Half the video fits: ffmpeg fails while writing media, not while opening the file.
+    monkeypatch.setenv("FSIZE_KB", str(source.stat().st_size // 2 // 1024))
+    wrapped_ffmpeg(tmp_path, OUT_OF_DISK, monkeypatch)
+
+    reason = run_and_audit(
+        settings, source, "ffmpeg-out-of-disk", "ffmpeg out of disk (RLIMIT_FSIZE)"
+    )
+
+    assert "File too large" in reason, reason

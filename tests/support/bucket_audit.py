@@ -1,0 +1,88 @@
+"""What a reliability test checks after the fault: the bucket, the work dir and the sources."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import update
+
+from tests.conftest import sha256_of
+from upload_jobs.database import get_engine
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.settings import Settings
+from upload_jobs.spaces import list_open_multipart_uploads, make_s3_client
+from upload_jobs.store import JobStore
+
+OUTCOMES_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
+
+
+@dataclass
+class Outcome:
+    """The figures the README's Reliability table reports for one injected fault."""
+
+    fault: str
+    jobs: int
+    completed: int
+    objects_duplicated: int
+    parts_left: int
+    temp_files_left: int
+    sources_changed: int
+    details: dict[str, object] = field(default_factory=dict)
+
+    def save(self, name: str) -> None:
+        """Print the figures and keep them in test-artifacts/reliability/NAME.json."""
+        OUTCOMES_DIR.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(asdict(self), indent=2, default=str)
+        (OUTCOMES_DIR / f"{name}.json").write_text(text + "\n")
+        print(f"\n{name}: {text}")
+
+
+def stored_objects(settings: Settings) -> dict[str, int]:
+    """Every object in the test's bucket: key -> size."""
+    client = make_s3_client(settings)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket)
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def store_writes_per_key(server: LocalS3Server, bucket: str) -> dict[str, int]:
+    """How many uploads reached the S3 server for each key (PUTs and completed multiparts)."""
+    writes: dict[str, int] = {}
+    for request in server.requests:
+        if request.bucket == bucket and request.kind in ("put_object", "complete_multipart"):
+            writes[request.key] = writes.get(request.key, 0) + 1
+    return writes
+
+
+def open_parts(settings: Settings) -> int:
+    """Multipart uploads left open in the bucket (each holds billed parts)."""
+    return len(list_open_multipart_uploads(make_s3_client(settings), settings.bucket))
+
+
+def temp_files_left(settings: Settings) -> int:
+    """Files left anywhere under the work dir."""
+    work_dir = Path(settings.work_dir)
+    return sum(1 for path in work_dir.rglob("*") if path.is_file()) if work_dir.exists() else 0
+
+
+def sources_changed(originals: dict[Path, str]) -> int:
+    """How many source files are gone or no longer hold their original bytes."""
+    return sum(1 for path, digest in originals.items() if not path.is_file()
+               or sha256_of(path) != digest)  # fmt: skip
+
+
+def make_failed_jobs_due(database_url: str) -> None:
+    """Failed jobs become due now: stands in for the wait until the next scheduled sweep."""
+    with get_engine(database_url).begin() as connection:
+        connection.execute(
+            update(UploadJob)
+            .where(UploadJob.status == JobStatus.FAILED)  # type: ignore[arg-type]
+            .values(next_attempt_at=utcnow())
+        )
+
+
+def job_statuses(settings: Settings) -> dict[str, int]:
+    """Jobs per status."""
+    return JobStore(settings.database_url).count_jobs_by_status()

@@ -43,7 +43,7 @@ def retry_upload_job(job_id: int) -> UploadJob:
                 report.uploaded_size_bytes = measure_file_size(choice.path)
             with report.step("upload_to_spaces"):
                 uploaded = upload_task_for(settings)(
-                    choice.path, claim.object_key, claim.progress_target
+                    choice.path, claim.object_key, claim.progress_target, choice.optimized
                 )
         except Exception as exc:
             mark_job_failed(claim, report, str(exc), error_kind_for(exc))

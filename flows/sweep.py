@@ -16,6 +16,7 @@ from tasks.sweep import (
     pick_due_jobs,
     publish_sweep_report,
     reap_expired_leases,
+    reconcile_due_jobs,
     remove_old_temp_files,
     start_retry_run,
 )
@@ -34,14 +35,19 @@ def sweep_failed_uploads(
     breaker_threshold: int = 3,
     stale_multipart_hours: float = 24.0,
     stale_temp_hours: float = 6.0,
+    reconcile: bool = True,
 ) -> SweepReport:
-    """Reap lost runs, retry due failed jobs (here or on workers), tidy up, report."""
+    """Reap lost runs, retry due failed jobs (here or on workers) unless their object is
+    already stored, tidy up, report."""
     report = SweepReport(mode=str(mode))
     report.reaped = reap_expired_leases()
     due = pick_due_jobs(limit, max_attempts)
-    report.picked = [job.job_id for job in due.ready]
     report.skipped_missing_source = due.missing_source
     report.stopped_early = check_bucket_access() if due.ready else None
+    if reconcile and due.ready and not report.stopped_early:
+        report.reconciled = reconcile_due_jobs(due)
+        due = due.without(report.reconciled)
+    report.picked = [job.job_id for job in due.ready]
     if report.stopped_early:
         report.not_run = report.picked
     elif mode == SweepMode.DISTRIBUTED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -14,6 +15,7 @@ from prefect.deployments import run_deployment
 from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
 from upload_jobs import spaces
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
+from upload_jobs.reconcile import ReconcileScope, reconcile_jobs
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import SweepReport, remove_stale_temp_files
@@ -33,6 +35,12 @@ class DueJobs:
 
     ready: list[DueJob]
     missing_source: list[int]
+
+    def without(self, job_ids: list[int]) -> DueJobs:
+        """The same pick minus `job_ids` (jobs found already done)."""
+        done = set(job_ids)
+        ready = [job for job in self.ready if job.job_id not in done]
+        return DueJobs(ready=ready, missing_source=self.missing_source)
 
 
 @task(name="reap_expired_leases")
@@ -59,6 +67,27 @@ def pick_due_jobs(limit: int, max_attempts: int) -> DueJobs:
     if missing:
         logger.warning("Not retried, source file missing: jobs %s", missing)
     return DueJobs(ready=ready, missing_source=missing)
+
+
+@task(name="reconcile_with_bucket")
+def reconcile_due_jobs(due: DueJobs) -> list[int]:
+    """Due jobs whose object is already stored (a run died after its upload) become completed
+    without a re-run; returns their ids."""
+    settings = get_settings()
+    report = reconcile_jobs(
+        settings.database_url,
+        spaces.make_s3_client(settings),
+        settings.bucket,
+        partial(spaces.public_url, settings),
+        scope=ReconcileScope.UNFINISHED,
+        job_ids=[job.job_id for job in due.ready],
+    )
+    logger = get_run_logger()
+    for change in report.changes:
+        logger.info("Upload job %s %s: %s", change.job_id, change.change, change.reason)
+    for job_id, reason in report.undecided.items():
+        logger.warning("Upload job %s not reconciled, it will be retried: %s", job_id, reason)
+    return report.completed
 
 
 @task(name="check_bucket_access")

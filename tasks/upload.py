@@ -9,6 +9,7 @@ from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import exponential_backoff
+from sqlalchemy.exc import SQLAlchemyError
 
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
@@ -17,6 +18,7 @@ from upload_jobs.errors import TransientUploadError
 from upload_jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Settings, get_settings
+from upload_jobs.store import JobStore
 
 RETRY_JITTER_FACTOR = 0.5
 
@@ -34,13 +36,20 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
     retry_condition_fn=is_transient_upload_failure,
 )
 def upload_to_spaces(
-    path: str, object_key: str, progress_target: ProgressTarget | None = None
+    path: str,
+    object_key: str,
+    progress_target: ProgressTarget | None = None,
+    optimized: bool = False,
 ) -> spaces.UploadResult:
-    """Upload the file to the bucket (multipart when large) and verify it with a HEAD."""
+    """Upload the file to the bucket (multipart when large) and verify it with a HEAD;
+    `optimized` says whether `path` is the streaming-optimized version of the source."""
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
     size = Path(path).stat().st_size
+    sha256 = spaces.file_sha256(Path(path))
+    if progress_target is not None:
+        record_upload_intent(progress_target, size, sha256, optimized)
     log_progress = ProgressReport(logger.info, "Upload", total_bytes=size)
     live = live_progress(
         progress_target,
@@ -59,6 +68,7 @@ def upload_to_spaces(
             settings.bucket,
             Path(path),
             object_key,
+            sha256=sha256,
             acl=settings.acl,
             cache_control=settings.cache_control,
             multipart_threshold=settings.multipart_threshold_bytes,
@@ -75,6 +85,20 @@ def upload_to_spaces(
     else:
         logger.info("Uploaded to s3://%s/%s (ETag %s)", settings.bucket, object_key, result.etag)
     return result
+
+
+def record_upload_intent(
+    target: ProgressTarget, size_bytes: int, sha256: str, optimized: bool
+) -> None:
+    """Note what is about to go up, so reconcile can recognise the object if the run dies."""
+    try:
+        JobStore(get_settings().database_url).record_upload_intent(
+            target.attempt_id, size_bytes, sha256, optimized
+        )
+    except SQLAlchemyError as exc:
+        # Only reconcile needs it: a database blip here must not stop the upload. The mark
+        # after the upload retries its own writes.
+        get_run_logger().warning("Could not record the upload's sha256 on the attempt: %s", exc)
 
 
 def upload_task_for(settings: Settings) -> Task[Any, spaces.UploadResult]:

@@ -45,6 +45,11 @@ def test_folder_instead_of_file(tmp_path: Path) -> None:
         check_source_file(folder)
 
 
+def test_a_nul_in_the_path_is_unreadable_not_a_crash() -> None:
+    with pytest.raises(SourceUnreadable, match="contains a NUL character"):
+        check_source_file("/videos/a\x00b.mp4")
+
+
 def test_present_source_returns_size(tmp_path: Path) -> None:
     video = write_unfinished_recording(tmp_path / "clip.MP4", 1500)
     assert check_source_file(str(video)) == 1500

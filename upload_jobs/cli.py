@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -13,14 +13,19 @@ from upload_jobs import presenters
 from upload_jobs.cli_errors import (
     EXIT_FAILED,
     EXIT_USAGE,
+    JsonOption,
+    JsonUsageErrors,
     console,
     err_console,
     fail,
     friendly_errors,
 )
+from upload_jobs.cli_prefect import flow_parameters, serve, setup
+from upload_jobs.cli_reconcile import reconcile
 from upload_jobs.database import redacted_url
-from upload_jobs.errors import UploadJobError
+from upload_jobs.errors import SourceMissing, UploadJobError
 from upload_jobs.files import check_source_file
+from upload_jobs.job_pages import MAX_JOB_ID
 from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
 from upload_jobs.retry_outcome import RetryOutcome
@@ -38,14 +43,15 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the job database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# Bounded like the id column: a larger number is a usage error, not a database overflow.
+JobIdArgument = Annotated[int, typer.Argument(min=1, max=MAX_JOB_ID, help="The job's id.")]
 
 
 def _store() -> JobStore:
     return JobStore(get_settings().database_url)
 
 
-@app.command()
+@app.command(cls=JsonUsageErrors)
 def add(
     path: Annotated[Path, typer.Argument(help="The video file to upload.")],
     key: Annotated[
@@ -59,20 +65,10 @@ def add(
     """Register a video as a pending upload job."""
     with friendly_errors(json_output):
         settings = get_settings()
-        source = path.expanduser().absolute()
-        if not allow_missing and not source.is_file():
-            fail(
-                f"File not found: {source} (use --allow-missing to register it anyway)",
-                EXIT_USAGE,
-                json_output,
-            )
-        if source.is_file():
-            try:
-                check_source_file(source)
-            except UploadJobError as exc:  # an empty or non-video file would only fail its run
-                fail(str(exc), EXIT_USAGE, json_output, error_kind=exc.error_kind)
+        source = _source_path(path, allow_missing, json_output)
         object_key = sanitize_object_key(
-            key or object_key_for(source, settings.key_prefix), settings.key_prefix
+            key if key is not None else object_key_for(source, settings.key_prefix),
+            settings.key_prefix,
         )
         job = _store().add_job(str(source), object_key)
         if json_output:
@@ -85,7 +81,34 @@ def add(
         console.print(f"Next: [bold]upload-jobs retry {job.id}[/bold]")
 
 
-@app.command("list")
+def _source_path(path: Path, allow_missing: bool, json_output: bool) -> Path:
+    """The absolute path of a source `add` can register; a usage error for any other."""
+    try:
+        source = path.expanduser().absolute()
+    except RuntimeError as exc:  # "~someone/clip.mp4" where no user is called someone
+        fail(f"Cannot expand the path {path}: {exc}", EXIT_USAGE, json_output)
+    if "\x00" in str(source):
+        # No file name can hold NUL: such a job could never run (and PostgreSQL refuses it).
+        fail(
+            f"Invalid file path {str(source)!r}: it contains a NUL character",
+            EXIT_USAGE,
+            json_output,
+        )
+    try:
+        check_source_file(source)
+    except SourceMissing:
+        if not allow_missing:
+            fail(
+                f"File not found: {source} (use --allow-missing to register it anyway)",
+                EXIT_USAGE,
+                json_output,
+            )
+    except UploadJobError as exc:  # an empty, unreadable or non-video file would only fail its run
+        fail(str(exc), EXIT_USAGE, json_output, error_kind=exc.error_kind)
+    return source
+
+
+@app.command("list", cls=JsonUsageErrors)
 def list_jobs(
     status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many jobs.")] = 100,
@@ -103,9 +126,9 @@ def list_jobs(
         console.print(presenters.jobs_table(jobs))
 
 
-@app.command()
+@app.command(cls=JsonUsageErrors)
 def show(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     json_output: JsonOption = False,
 ) -> None:
     """Show one job and its attempt history."""
@@ -122,9 +145,9 @@ def show(
         console.print(presenters.attempts_table(attempts) if attempts else "No attempts yet.")
 
 
-@app.command()
+@app.command(cls=JsonUsageErrors)
 def retry(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     via_deployment: Annotated[
         bool,
         typer.Option(
@@ -205,12 +228,7 @@ def _retry_via_deployment(job_id: int, wait: bool, timeout: int, json_output: bo
     return finished_retry_outcome(job_id, finished)
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    # Only the options given: the flow's own defaults stay the one source of the others.
-    return {name: value for name, value in options.items() if value is not None}
-
-
-@app.command()
+@app.command(cls=JsonUsageErrors)
 def sweep(
     limit: Annotated[
         int | None, typer.Option(min=1, help="At most this many jobs (default: the flow's, 50).")
@@ -235,7 +253,7 @@ def sweep(
     Exit code 0 when the sweep ran (whatever happened to each job), 1 when it crashed.
     """
     with friendly_errors(json_output):
-        parameters = _given(
+        parameters = flow_parameters(
             limit=limit, mode=mode, max_attempts=max_attempts, concurrency=concurrency
         )
         if mode == SweepMode.DISTRIBUTED:
@@ -256,77 +274,6 @@ def sweep(
             err_console.print(
                 f"[red]Stopped early:[/red] {escape(report.stopped_early)}", highlight=False
             )
-
-
-@app.command()
-def serve(
-    sweep_cron: Annotated[
-        str | None,
-        typer.Option(
-            help="When scheduled sweeps run (default: UPLOAD_JOBS_SWEEP_CRON, else every "
-            "15 minutes)."
-        ),
-    ] = None,
-    sweep_mode: Annotated[
-        SweepMode | None, typer.Option(help="Mode of scheduled sweeps (default: local).")
-    ] = None,
-    sweep_limit: Annotated[
-        int | None, typer.Option(min=1, help="Jobs per scheduled sweep (default: 50).")
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="Flow runs at once in this process (default: 5).")
-    ] = None,
-    poll_seconds: Annotated[
-        float | None,
-        typer.Option(min=1, help="How often to ask the server for runs to start (default: 10 s)."),
-    ] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Serve retry-upload-job/on-demand and the scheduled sweep from this process until Ctrl-C."""
-    with friendly_errors(json_output):
-        from deployments.serve import build_deployments, describe, serve_deployments
-        from deployments.server import prefect_ui_url, require_prefect_server
-
-        api_url = require_prefect_server()
-        deployments = build_deployments(sweep_cron, _given(mode=sweep_mode, limit=sweep_limit))
-        rows = describe(deployments)
-        ui_url = f"{prefect_ui_url()}/deployments"
-        if json_output:
-            presenters.print_json(console, {"api": api_url, "ui": ui_url, "deployments": rows})
-        else:
-            console.print(presenters.rows_table(f"Serving on {api_url}", rows))
-            console.print(
-                f"Run them from the Prefect UI at {ui_url}, with "
-                "`prefect deployment run 'retry-upload-job/on-demand' -p job_id=ID` or "
-                "`upload-jobs retry ID --via-deployment`. Ctrl-C stops serving.",
-                highlight=False,
-            )
-        serve_deployments(deployments, limit=limit, poll_seconds=poll_seconds)
-
-
-@app.command()
-def setup(
-    ffmpeg_slots: Annotated[
-        int, typer.Option(min=1, help="Remuxes at once across all workers (CPU and disk).")
-    ] = 2,
-    upload_slots: Annotated[
-        int,
-        typer.Option(min=1, help="Uploads at once across all workers (Spaces request rate)."),
-    ] = 4,
-    json_output: JsonOption = False,
-) -> None:
-    """Create the video-uploads work pool and the ffmpeg/upload slot limits on the Prefect server.
-
-    Safe to run again: what exists is kept, limits are set to the numbers given.
-    """
-    with friendly_errors(json_output):
-        from deployments.setup import set_up_prefect
-
-        resources = [dataclasses.asdict(r) for r in set_up_prefect(ffmpeg_slots, upload_slots)]
-        if json_output:
-            presenters.print_json(console, resources)
-            return
-        console.print(presenters.rows_table("Prefect server setup", resources))
 
 
 HostOption = Annotated[
@@ -370,7 +317,7 @@ def _port(port: int | None) -> int:
     return get_settings().web_port if port is None else port
 
 
-@app.command()
+@app.command(cls=JsonUsageErrors)
 def demo(
     web: Annotated[
         bool, typer.Option("--web", help="Then serve the jobs page until Ctrl-C.")
@@ -388,7 +335,7 @@ def demo(
     raise typer.Exit(exit_code)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=JsonUsageErrors)
 def db_upgrade(json_output: JsonOption = False) -> None:
     """Create or migrate the job tables to the newest schema."""
     with friendly_errors(json_output):
@@ -402,6 +349,11 @@ def db_upgrade(json_output: JsonOption = False) -> None:
         console.print(
             f"Job database {escape(redacted_url(url))} is at the newest schema.", highlight=False
         )
+
+
+# Commands kept in their own modules (this one is at its size limit), listed after the others.
+for command in (serve, setup, reconcile):
+    app.command(cls=JsonUsageErrors)(command)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
+
+# Typer 0.29 parses with its own copy of click: its exceptions and Context are only here.
+from typer._click import ClickException, Context
+from typer.core import TyperCommand
 
 from deployments import PrefectUnavailable
 from upload_jobs import presenters
@@ -22,8 +26,11 @@ from upload_jobs.web.access import WebAccessRefused
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+# No emoji codes: a file named ":smile:.mp4" must be printed as it is named.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def fail(message: str, code: int, json_output: bool, **extra: object) -> NoReturn:
@@ -33,6 +40,27 @@ def fail(message: str, code: int, json_output: bool, **extra: object) -> NoRetur
     else:
         err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+class JsonUsageErrors(TyperCommand):
+    """A command whose usage errors (an id that is no number, an unknown status) are printed as
+    `{"error": ...}` when --json is given, like every other error of a --json call."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: Context | None = None,
+        **extra: Any,
+    ) -> Context:
+        """Parse `args`; a usage error exits 2 with JSON on stdout when --json is among them."""
+        json_output = "--json" in args  # looked at first: parsing consumes `args`
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except ClickException as exc:
+            if not json_output:
+                raise
+            fail(exc.format_message(), exc.exit_code, json_output)
 
 
 @contextmanager

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session
 
+from upload_jobs.redaction import register_secrets
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -39,7 +41,7 @@ def migrations_dir() -> Path:
 # The newest migration in migrations/versions (a test keeps the two in step). Checking it with one
 # query, instead of asking Alembic, keeps Alembic's import (~0.5 CPU-s) out of every flow-run
 # process and CLI call: Alembic is imported only when there is something to migrate.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 def _alembic_config(url: str) -> Config:
@@ -128,6 +130,8 @@ def _begin_immediately(connection: Connection) -> None:
 def create_job_engine(url: str) -> Engine:
     """A new engine for `url` (SQLite folders are created); callers own and dispose it."""
     parsed = make_url(url)
+    # Drivers and their errors may quote connection parameters: mask the password in any log.
+    register_secrets(parsed.password)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -22,6 +22,8 @@ def check_source_file(path: str | Path) -> int:
         raise SourceMissing(str(path)) from None
     except OSError as exc:
         raise _unreadable(path, exc) from exc
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise SourceUnreadable(f"Original video path contains a NUL character: {path!r}") from None
     if not source.is_file():
         raise SourceUnreadable(f"Original video path is not a regular file: {path}")
     if stat.st_size == 0:

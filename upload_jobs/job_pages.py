@@ -12,6 +12,7 @@ from upload_jobs.database import session_for
 from upload_jobs.models import JobStatus, UploadAttempt, UploadJob
 
 MAX_PER_PAGE = 500
+MAX_JOB_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL
 
 
 @dataclass(frozen=True)

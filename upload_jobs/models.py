@@ -92,6 +92,9 @@ class UploadAttempt(SQLModel, table=True):
     error_kind: str | None = Field(default=None, sa_column=Column(String(32)))
     source_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     uploaded_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # Written before the transfer starts: a run that dies after uploading leaves this behind,
+    # and reconcile recognises its object by it (with uploaded_size_bytes and optimized).
+    upload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
     step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
     started_at: datetime | None = _timestamp(nullable=False)
     finished_at: datetime | None = _timestamp()

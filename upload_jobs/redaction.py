@@ -14,6 +14,9 @@ MIN_SECRET_CHARS = 8
 # botocore's DEBUG logs print the Authorization header, which names the access key id.
 _SIGV4_CREDENTIAL = re.compile(r"(Credential=)[^/\s,]+")
 
+# Renders a record's traceback once, when the record is made, so it is masked before any handler.
+_TRACEBACK_FORMATTER = logging.Formatter()
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _factory_installed = False
@@ -53,6 +56,22 @@ def _install_record_factory() -> None:
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, ()
+        _mask_traceback(record)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     logging.setLogRecordFactory(masked_record)
+
+
+def _mask_traceback(record: logging.LogRecord) -> None:
+    """Mask the traceback a record carries: a chained library error (botocore's ClientError
+    quoting the server's message, say) holds text our own messages never repeat."""
+    if not isinstance(record.exc_info, tuple) or record.exc_info[0] is None:
+        return
+    formatted = _TRACEBACK_FORMATTER.formatException(record.exc_info)
+    masked = redact(formatted)
+    if masked != formatted:
+        # Formatters print exc_text when it is set; exc_info goes, so that no handler or
+        # formatter that renders the exception itself (JSON, rich tracebacks) shows it unmasked.
+        record.exc_info, record.exc_text = None, masked

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="UPLOAD_JOBS_", env_file=".env", extra="ignore")
 
-    database_url: str = f"sqlite:///{DEFAULT_HOME / 'jobs.db'}"
+    # Out of repr: a PostgreSQL URL may carry a password, and reprs end up in tracebacks.
+    database_url: str = Field(default=f"sqlite:///{DEFAULT_HOME / 'jobs.db'}", repr=False)
     bucket: str = "videos"
     endpoint_url: str | None = None
     region: str = "nyc3"

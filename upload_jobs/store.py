@@ -233,6 +233,21 @@ class JobStore:
             session.connection().execute(record)
             session.commit()
 
+    def record_upload_intent(
+        self, attempt_id: int, size_bytes: int, sha256: str, optimized: bool
+    ) -> None:
+        """Note on a running attempt which file it is about to upload (size, sha256, optimized)."""
+        record = (
+            update(UploadAttempt)
+            .where(col(UploadAttempt.id) == attempt_id)
+            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+            .values(uploaded_size_bytes=size_bytes, upload_sha256=sha256, optimized=optimized)
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            session.connection().execute(record)
+            session.commit()
+
     def reap_expired_leases(self) -> list[int]:
         """Jobs whose run stopped (lease expired while in progress) become failed: worker_lost."""
         now = utcnow()

@@ -22,6 +22,7 @@ class SweepReport:
 
     mode: str
     reaped: list[int] = field(default_factory=list)
+    reconciled: list[int] = field(default_factory=list)
     picked: list[int] = field(default_factory=list)
     skipped_missing_source: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
@@ -39,6 +40,7 @@ class SweepReport:
         """One row per outcome: what, how many, which job ids."""
         outcomes = [
             ("leases expired (worker lost)", self.reaped),
+            ("already in the bucket: marked completed", self.reconciled),
             ("picked for retry", self.picked),
             ("skipped: source file missing", self.skipped_missing_source),
             ("started on workers", sorted(self.flow_runs_started)),

@@ -1,5 +1,6 @@
 """The flow process SIGKILLed after its upload finished but before the job was marked: the next
-run finds the object by size and sha256 and marks the job without uploading it again."""
+sweep finds the object by size and sha256 and marks the job without uploading it again (by
+reconcile, before any re-run; with reconcile off, the re-run itself finds the object)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("reconcile", [True, False], ids=["reconcile", "re-run"])
 def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
-    settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server
+    settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server, reconcile: bool
 ) -> None:
     store = JobStore(settings.database_url)
     source = clip("moov_at_end", "killed after upload é.mp4")
@@ -83,10 +85,10 @@ def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
     temp_after_crash = temp_files_left(settings)
 
     expire_lease(settings.database_url, job.id)  # the dead run's lease runs out
-    report = sweep_failed_uploads(limit=10, stale_temp_hours=0)
+    report = sweep_failed_uploads(limit=10, stale_temp_hours=0, reconcile=reconcile)
 
     job = store.get_job(job.id)
-    lost, finished = store.list_attempts(job.id)
+    lost, *rerun = store.list_attempts(job.id)
     writes = store_writes_per_key(s3_server, settings.bucket)
     outcome = Outcome(
         fault="flow process SIGKILLed after the upload, before the mark",
@@ -99,15 +101,20 @@ def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
         details={
             "temp_files_after_crash": temp_after_crash,
             "uploads": sum(writes.values()),
+            "reconciled": report.reconciled,
             "attempts": [
-                (a.outcome, a.error_kind, a.skipped_existing_object) for a in (lost, finished)
+                (a.outcome, a.error_kind, a.skipped_existing_object) for a in (lost, *rerun)
             ],
         },
     )
-    outcome.save("flow-killed-before-mark")
-    assert report.reaped == report.completed == [job.id]
+    outcome.save(f"flow-killed-before-mark-{'reconcile' if reconcile else 're-run'}")
     assert (lost.outcome, lost.error_kind) == (AttemptOutcome.FAILED, ErrorKind.WORKER_LOST)
-    assert finished.outcome == AttemptOutcome.COMPLETED and finished.skipped_existing_object
+    if reconcile:
+        assert report.reaped == report.reconciled == [job.id] and report.picked == rerun == []
+    else:
+        assert report.reaped == report.completed == [job.id] and report.reconciled == []
+        [finished] = rerun
+        assert finished.outcome == AttemptOutcome.COMPLETED and finished.skipped_existing_object
     assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
     assert sorted(stored_objects(settings)) == [job.object_key]
     assert (outcome.objects_duplicated, outcome.parts_left) == (0, 0)

@@ -13,6 +13,8 @@ from html import escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from upload_jobs.redaction import register_secrets
+
 TOKEN_HEADER = "X-Upload-Jobs-Token"
 SESSION_COOKIE = "upload_jobs_session"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -63,6 +65,10 @@ class AccessPolicy:
     token: str | None
     # None accepts any Host: behind a token, a rebound DNS name gains an attacker nothing.
     allowed_hosts: frozenset[str] | None
+
+    def __post_init__(self) -> None:
+        # Whatever logs a request's headers or a form body from now on shows it masked.
+        register_secrets(self.token)
 
     @classmethod
     def for_binding(cls, host: str, token: str | None) -> AccessPolicy:

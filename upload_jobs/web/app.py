@@ -11,10 +11,11 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator
 
 from deployments import PrefectUnavailable
 from upload_jobs.errors import JobNotClaimable, JobNotFound, UploadJobError
-from upload_jobs.job_pages import MAX_PER_PAGE, JobFilter, read_job_page
+from upload_jobs.job_pages import MAX_JOB_ID, MAX_PER_PAGE, JobFilter, read_job_page
 from upload_jobs.models import JobStatus
 from upload_jobs.retry_outcome import queued_message
 from upload_jobs.settings import get_settings
@@ -34,7 +35,6 @@ from upload_jobs.web.views import (
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_JOB_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL
 JobId = Annotated[int, PathParam(ge=1, le=MAX_JOB_ID, description="The upload job's id.")]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ApiError} for code in (404, 409, 422)}
 
@@ -50,6 +50,13 @@ def http_status_for(exc: Exception) -> int:
     if isinstance(exc, UploadJobError):
         return 422  # the job's own input: its source file is missing, empty or unreadable
     return 500
+
+
+def _without_nul(search: str | None) -> str | None:
+    """The search text, refused when it holds NUL: PostgreSQL cannot even compare with it."""
+    if search is not None and "\x00" in search:
+        raise ValueError("it contains a NUL character, which no file name can hold")
+    return search
 
 
 def create_app(
@@ -110,7 +117,9 @@ def create_app(
     def list_jobs(
         status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
         q: Annotated[
-            str | None, Query(max_length=200, description="Part of the file name or path.")
+            str | None,
+            Query(max_length=200, description="Part of the file name or path."),
+            AfterValidator(_without_nul),
         ] = None,
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 50,

@@ -1,0 +1,89 @@
+"""`upload-jobs serve` and `setup`: running the flows the Prefect way, from this machine."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+import typer
+
+from upload_jobs import presenters
+from upload_jobs.cli_errors import JsonOption, console, friendly_errors
+from upload_jobs.sweeping import SweepMode
+
+
+def flow_parameters(**options: Any) -> dict[str, Any]:
+    """The options given on the command line, as flow parameters; the flow's own defaults stay
+    the one source of the others."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def serve(
+    sweep_cron: Annotated[
+        str | None,
+        typer.Option(
+            help="When scheduled sweeps run (default: UPLOAD_JOBS_SWEEP_CRON, else every "
+            "15 minutes)."
+        ),
+    ] = None,
+    sweep_mode: Annotated[
+        SweepMode | None, typer.Option(help="Mode of scheduled sweeps (default: local).")
+    ] = None,
+    sweep_limit: Annotated[
+        int | None, typer.Option(min=1, help="Jobs per scheduled sweep (default: 50).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Flow runs at once in this process (default: 5).")
+    ] = None,
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(min=1, help="How often to ask the server for runs to start (default: 10 s)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Serve retry-upload-job/on-demand and the scheduled sweep from this process until Ctrl-C."""
+    with friendly_errors(json_output):
+        from deployments.serve import build_deployments, describe, serve_deployments
+        from deployments.server import prefect_ui_url, require_prefect_server
+
+        api_url = require_prefect_server()
+        deployments = build_deployments(
+            sweep_cron, flow_parameters(mode=sweep_mode, limit=sweep_limit)
+        )
+        rows = describe(deployments)
+        ui_url = f"{prefect_ui_url()}/deployments"
+        if json_output:
+            presenters.print_json(console, {"api": api_url, "ui": ui_url, "deployments": rows})
+        else:
+            console.print(presenters.rows_table(f"Serving on {api_url}", rows))
+            console.print(
+                f"Run them from the Prefect UI at {ui_url}, with "
+                "`prefect deployment run 'retry-upload-job/on-demand' -p job_id=ID` or "
+                "`upload-jobs retry ID --via-deployment`. Ctrl-C stops serving.",
+                highlight=False,
+            )
+        serve_deployments(deployments, limit=limit, poll_seconds=poll_seconds)
+
+
+def setup(
+    ffmpeg_slots: Annotated[
+        int, typer.Option(min=1, help="Remuxes at once across all workers (CPU and disk).")
+    ] = 2,
+    upload_slots: Annotated[
+        int,
+        typer.Option(min=1, help="Uploads at once across all workers (Spaces request rate)."),
+    ] = 4,
+    json_output: JsonOption = False,
+) -> None:
+    """Create the video-uploads work pool and the ffmpeg/upload slot limits on the Prefect server.
+
+    Safe to run again: what exists is kept, limits are set to the numbers given.
+    """
+    with friendly_errors(json_output):
+        from deployments.setup import set_up_prefect
+
+        resources = [dataclasses.asdict(r) for r in set_up_prefect(ffmpeg_slots, upload_slots)]
+        if json_output:
+            presenters.print_json(console, resources)
+            return
+        console.print(presenters.rows_table("Prefect server setup", resources))

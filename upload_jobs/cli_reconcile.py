@@ -1,0 +1,103 @@
+"""`upload-jobs reconcile`: make the job table agree with the bucket, and say what changed."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from upload_jobs import presenters, spaces
+from upload_jobs.cli_errors import (
+    EXIT_FAILED,
+    JsonOption,
+    console,
+    err_console,
+    fail,
+    friendly_errors,
+)
+from upload_jobs.reconcile import ReconcileReport, ReconcileScope, reconcile_jobs
+from upload_jobs.settings import get_settings
+
+
+def reconcile(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change, change nothing.")
+    ] = False,
+    scope: Annotated[
+        ReconcileScope,
+        typer.Option(
+            help="all: failed, stuck and completed jobs; unfinished: only failed and stuck ones."
+        ),
+    ] = ReconcileScope.ALL,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Check at most this many jobs (oldest first).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Compare the job table with the bucket and fix the statuses that disagree.
+
+    Failed or stuck jobs whose object is stored (same size and sha256) become completed;
+    completed jobs whose object is missing are set back to failed for the next sweep.
+    Exit code 0 when every job could be checked, 1 otherwise.
+    """
+    with friendly_errors(json_output):
+        settings = get_settings()
+        client = spaces.make_s3_client(settings)
+        # A missing bucket answers 404 for every key: every completed job would look lost.
+        spaces.check_bucket_access(client, settings.bucket)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("Checking jobs against the bucket: {task.completed} checked"),
+            console=err_console,
+            transient=True,
+            disable=json_output,
+        ) as progress:
+            checking = progress.add_task("reconcile", total=None)
+            report = reconcile_jobs(
+                settings.database_url,
+                client,
+                settings.bucket,
+                partial(spaces.public_url, settings),
+                scope=scope,
+                dry_run=dry_run,
+                limit=limit,
+                on_checked=lambda checked: progress.update(checking, completed=checked),
+            )
+        if json_output:
+            payload = dataclasses.asdict(report) | {"in_agreement": report.in_agreement}
+            presenters.print_json(console, payload)
+        else:
+            _print_report(report)
+        if report.undecided:
+            fail(
+                f"{len(report.undecided)} jobs could not be checked (the bucket did not answer "
+                "for them); run reconcile again later",
+                EXIT_FAILED,
+                json_output,
+            )
+
+
+def _print_report(report: ReconcileReport) -> None:
+    if report.changes:
+        table = Table(title="Jobs whose status disagreed with the bucket")
+        for column in ("Job", "Object key", "Was", "Now", "Why"):
+            table.add_column(column, overflow="fold")
+        for change in report.changes:
+            table.add_row(
+                str(change.job_id),
+                escape(change.object_key),
+                change.previous_status,
+                change.new_status,
+                escape(change.reason),
+            )
+        console.print(table)
+    for job_id, reason in report.undecided.items():
+        err_console.print(f"[yellow]Job {job_id} not checked:[/yellow] {escape(reason)}")
+    console.print(report.summary(), highlight=False, soft_wrap=True)
+    if report.dry_run and report.changes:
+        console.print("Dry run: nothing was changed. Run without --dry-run to apply.")

@@ -1,0 +1,315 @@
+"""Reconcile the job table with the bucket, so that a job is completed exactly when its object
+is stored: failed or stuck jobs whose object is there become completed, completed jobs whose
+object is gone become failed again for a retry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, and_, or_, update
+from sqlmodel import col, select
+
+from upload_jobs.database import session_for
+from upload_jobs.errors import ErrorKind, UploadJobError
+from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.spaces import ExistingObject, file_sha256, find_existing_object
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Jobs read, and HEAD requests sent, per batch: bounds memory on a large table.
+BATCH = 500
+HEAD_CONCURRENCY = 8
+
+
+class ReconcileScope(StrEnum):
+    """Which jobs are checked against the bucket."""
+
+    UNFINISHED = "unfinished"  # failed jobs, and in-progress ones whose lease ran out
+    ALL = "all"  # those and every completed job
+
+
+class Change(StrEnum):
+    """What reconcile does to a job whose status disagrees with the bucket."""
+
+    COMPLETED = "marked completed"
+    REOPENED = "set back to failed"
+
+
+@dataclass(frozen=True)
+class ReconcileChange:
+    """One job whose status changed (or, in a dry run, would change), and why."""
+
+    job_id: int
+    object_key: str
+    change: Change
+    previous_status: str
+    reason: str
+
+    @property
+    def new_status(self) -> JobStatus:
+        """The status the job has after the change."""
+        return JobStatus.COMPLETED if self.change is Change.COMPLETED else JobStatus.FAILED
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile found: jobs checked, changes, and jobs it could not decide about."""
+
+    bucket: str
+    dry_run: bool
+    checked: int = 0
+    changes: list[ReconcileChange] = field(default_factory=list)
+    undecided: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> list[int]:
+        """Jobs marked completed because their object is in the bucket."""
+        return [c.job_id for c in self.changes if c.change is Change.COMPLETED]
+
+    @property
+    def reopened(self) -> list[int]:
+        """Completed jobs set back to failed because their object is gone or differs."""
+        return [c.job_id for c in self.changes if c.change is Change.REOPENED]
+
+    @property
+    def in_agreement(self) -> int:
+        """Jobs whose status already agreed with the bucket."""
+        return self.checked - len(self.changes) - len(self.undecided)
+
+    def summary(self) -> str:
+        """One sentence for people: what was checked and what changed."""
+        would = "would be " if self.dry_run else ""
+        return (
+            f"Checked {self.checked} jobs against s3://{self.bucket}: "
+            f"{len(self.completed)} {would}marked completed, "
+            f"{len(self.reopened)} {would}set back to failed, {self.in_agreement} agree"
+            + (f", {len(self.undecided)} could not be checked" if self.undecided else "")
+            + "."
+        )
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """What a job's latest attempt set out to upload."""
+
+    size_bytes: int | None
+    sha256: str
+    optimized: bool
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    change: Change
+    reason: str
+    stored: ExistingObject | None = None
+    optimized: bool = False
+
+
+def reconcile_jobs(
+    database_url: str,
+    client: S3Client,
+    bucket: str,
+    public_url: Callable[[str], str],
+    *,
+    scope: ReconcileScope = ReconcileScope.ALL,
+    dry_run: bool = False,
+    limit: int | None = None,
+    job_ids: Sequence[int] | None = None,
+    on_checked: Callable[[int], None] | None = None,
+) -> ReconcileReport:
+    """Compare jobs (in `scope`, or only `job_ids` of them) with their objects and fix the
+    statuses that disagree (not with `dry_run`).
+
+    The caller checks the bucket is reachable first: a missing bucket would make every
+    completed job look lost.
+    """
+    report = ReconcileReport(bucket=bucket, dry_run=dry_run)
+    with ThreadPoolExecutor(HEAD_CONCURRENCY, thread_name_prefix="reconcile-head") as pool:
+        for jobs in _job_batches(database_url, scope, limit, job_ids):
+            intents = _latest_intents(database_url, [job.id for job in jobs if job.id])
+            looked_up = pool.map(lambda job: _head(client, bucket, job.object_key), jobs)
+            for job, stored in zip(jobs, looked_up, strict=True):
+                assert job.id is not None
+                report.checked += 1
+                if isinstance(stored, UploadJobError):
+                    report.undecided[job.id] = str(stored)
+                    continue
+                verdict = _verdict(job, stored, intents.get(job.id), bucket)
+                if verdict is None:
+                    continue
+                if dry_run or _apply(database_url, job, verdict, public_url):
+                    report.changes.append(
+                        ReconcileChange(
+                            job.id, job.object_key, verdict.change, job.status, verdict.reason
+                        )
+                    )
+            if on_checked is not None:
+                on_checked(report.checked)
+    return report
+
+
+def _head(client: S3Client, bucket: str, key: str) -> ExistingObject | UploadJobError | None:
+    try:
+        return find_existing_object(client, bucket, key)
+    except UploadJobError as exc:  # one unreachable object must not stop the others
+        return exc
+
+
+def _verdict(
+    job: UploadJob, stored: ExistingObject | None, intent: _Intent | None, bucket: str
+) -> _Verdict | None:
+    """What to change about `job` given what the bucket holds; None when they agree."""
+    where = f"s3://{bucket}/{job.object_key}"
+    if job.status == JobStatus.COMPLETED:
+        if stored is None:
+            return _Verdict(Change.REOPENED, f"{where} is not in the bucket")
+        if job.uploaded_size_bytes is not None and stored.size_bytes != job.uploaded_size_bytes:
+            reason = f"{where} holds {stored.size_bytes} bytes, the job uploaded "
+            return _Verdict(Change.REOPENED, reason + str(job.uploaded_size_bytes))
+        return None
+    if stored is None or stored.sha256 is None:
+        return None  # nothing there (or nothing we can recognise): the retry uploads it
+    same = f"({stored.size_bytes} bytes, same sha256)"
+    if intent is not None and (intent.sha256, intent.size_bytes) == (
+        stored.sha256,
+        stored.size_bytes,
+    ):
+        reason = f"{where} holds what the job's last attempt uploaded {same}"
+        return _Verdict(Change.COMPLETED, reason, stored, intent.optimized)
+    if _source_matches(job.source_path, stored):
+        return _Verdict(Change.COMPLETED, f"{where} holds the original file {same}", stored)
+    return None
+
+
+def _source_matches(source_path: str, stored: ExistingObject) -> bool:
+    """Whether the object is the source file itself (sizes compared first: hashing is costly)."""
+    source = Path(source_path)
+    try:
+        if not source.is_file() or source.stat().st_size != stored.size_bytes:
+            return False
+        return file_sha256(source) == stored.sha256
+    except OSError:
+        return False
+
+
+def _apply(
+    database_url: str, job: UploadJob, verdict: _Verdict, public_url: Callable[[str], str]
+) -> bool:
+    """Write the verdict unless the job moved on meanwhile; whether it was written."""
+    now = utcnow()
+    values: dict[str, Any]
+    if verdict.change is Change.COMPLETED:
+        assert verdict.stored is not None
+        condition = _unfinished(now)
+        values = {
+            "status": JobStatus.COMPLETED,
+            "last_error": None,
+            "error_kind": None,
+            "optimized_for_streaming": verdict.optimized,
+            "uploaded_size_bytes": verdict.stored.size_bytes,
+            "public_url": public_url(job.object_key),
+            "etag": verdict.stored.etag,
+            "next_attempt_at": None,
+            "completed_at": now,
+        }
+    else:
+        condition = col(UploadJob.status) == JobStatus.COMPLETED
+        values = {
+            "status": JobStatus.FAILED,
+            "error_kind": ErrorKind.OBJECT_MISSING,
+            "last_error": f"{verdict.reason}: set back to failed by reconcile so that the next "
+            "sweep uploads it again",
+            "public_url": None,
+            "etag": None,
+            "completed_at": None,
+            "next_attempt_at": now,
+        }
+    change_job = (
+        update(UploadJob)
+        .where(col(UploadJob.id) == job.id)
+        .where(condition)
+        .values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    with session_for(database_url) as session:
+        connection = session.connection()
+        if connection.execute(change_job).rowcount != 1:
+            session.rollback()
+            return False
+        if verdict.change is Change.COMPLETED:
+            # A run that died after its upload left its attempt running: its upload is the object.
+            connection.execute(_finish_running_attempt(job.id, now))
+        session.commit()
+    return True
+
+
+def _finish_running_attempt(job_id: int | None, now: datetime) -> Any:
+    return (
+        update(UploadAttempt)
+        .where(col(UploadAttempt.job_id) == job_id)
+        .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+        .values(outcome=AttemptOutcome.COMPLETED, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _job_batches(
+    database_url: str, scope: ReconcileScope, limit: int | None, job_ids: Sequence[int] | None
+) -> Iterator[list[UploadJob]]:
+    """The jobs in scope, oldest first, `BATCH` at a time (keyset pagination on the id)."""
+    in_scope = _unfinished(utcnow())
+    if scope is ReconcileScope.ALL:
+        in_scope = or_(in_scope, col(UploadJob.status) == JobStatus.COMPLETED)
+    if job_ids is not None:
+        in_scope = and_(in_scope, col(UploadJob.id).in_(job_ids))
+    after, left = 0, limit
+    while left is None or left > 0:
+        size = BATCH if left is None else min(BATCH, left)
+        query = (
+            select(UploadJob)
+            .where(in_scope)
+            .where(col(UploadJob.id) > after)
+            .order_by(col(UploadJob.id))
+            .limit(size)
+        )
+        with session_for(database_url) as session:
+            jobs = list(session.exec(query).all())
+        if not jobs:
+            return
+        yield jobs
+        after = jobs[-1].id or after
+        left = None if left is None else left - len(jobs)
+
+
+def _unfinished(now: datetime) -> ColumnElement[bool]:
+    """Failed jobs, and in-progress ones whose lease ran out (their run is gone)."""
+    return or_(
+        col(UploadJob.status) == JobStatus.FAILED,
+        and_(col(UploadJob.status) == JobStatus.IN_PROGRESS, col(UploadJob.lease_expires_at) < now),
+    )
+
+
+def _latest_intents(database_url: str, job_ids: list[int]) -> dict[int, _Intent]:
+    """Per job, what its latest attempt that got as far as uploading set out to upload."""
+    query = (
+        select(UploadAttempt)
+        .where(col(UploadAttempt.job_id).in_(job_ids))
+        .where(col(UploadAttempt.upload_sha256).is_not(None))
+        .order_by(col(UploadAttempt.id))
+    )
+    with session_for(database_url) as session:
+        attempts = list(session.exec(query).all())
+    # Ordered by id, so each job keeps its latest attempt.
+    return {
+        attempt.job_id: _Intent(
+            attempt.uploaded_size_bytes, attempt.upload_sha256 or "", attempt.optimized
+        )
+        for attempt in attempts
+    }

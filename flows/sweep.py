@@ -20,7 +20,6 @@ from tasks.sweep import (
     remove_old_temp_files,
     start_retry_run,
 )
-from upload_jobs.errors import JobNotClaimable
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
@@ -69,7 +68,7 @@ def retry_here(
     breaker opens (every retry failing the same permanent way)."""
     store = JobStore(get_settings().database_url)
     pending = list(due)
-    running: dict[Future[State], int] = {}
+    running: dict[Future[str | None], int] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         while pending or running:
             while pending and len(running) < max(1, concurrency) and not breaker.open:
@@ -83,11 +82,14 @@ def retry_here(
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 job_id = running.pop(future)
-                if isinstance(future.result().result(raise_on_failure=False), JobNotClaimable):
-                    report.claimed_elsewhere.append(job_id)
+                # The outcome is read from the job store, not from the subflow's result: a
+                # state read back from a busy Prefect API can come without its data.
+                attempts = store.list_attempts(job_id)
+                run_id = future.result()
+                if run_id is not None and all(a.flow_run_id != run_id for a in attempts):
+                    report.claimed_elsewhere.append(job_id)  # its claim was refused
                     continue
                 job = store.get_job(job_id)
-                attempts = store.list_attempts(job_id)
                 fallback = attempts[-1].fallback_reason if attempts else None
                 report.record_retry(job_id, job.status, job.optimized_for_streaming, fallback)
                 breaker.record(job.error_kind, job.last_error)
@@ -95,6 +97,8 @@ def retry_here(
     report.stopped_early = breaker.reason
 
 
-def _retry_as_subflow(job_id: int) -> State:
+def _retry_as_subflow(job_id: int) -> str | None:
+    """Run the retry as a subflow; its flow run id (None if the engine could not start it)."""
     state: State = retry_upload_job(job_id, return_state=True)
-    return state
+    run_id = state.state_details.flow_run_id
+    return str(run_id) if run_id is not None else None

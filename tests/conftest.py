@@ -28,6 +28,9 @@ TEST_ACCESS_KEY = "AKIATESTLEAKCHECK0001"
 TEST_SECRET_KEY = "SECRETxyz-do-not-leak-4242"
 
 DATABASE_KINDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+# For tests about S3, ffmpeg, crashes or workers rather than the database dialect (the store's
+# own tests cover both): run once, on PostgreSQL when configured, as a scaled-out setup would.
+one_database = pytest.mark.parametrize("database_url", [DATABASE_KINDS[-1]], indirect=True)
 
 
 @pytest.fixture(scope="session")

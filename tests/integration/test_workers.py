@@ -26,12 +26,14 @@ from prefect.deployments import run_deployment
 
 from deployments import RETRY_DEPLOYMENT
 from flows.sweep import sweep_failed_uploads
+from tests.conftest import one_database
 from tests.integration.conftest import (
     WORKER_LIMIT,
     ManagedProcess,
     StartWorker,
     wait_until_polling,
 )
+from tests.support.bucket_audit import store_writes_per_key
 from tests.support.prefect_runs import runs_of
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
@@ -162,15 +164,8 @@ def median_of(values: list[float | None]) -> str:
     return f"{statistics.median(known):.2f} s" if known else "n/a"
 
 
-def uploads_by_key(s3_server: LocalS3Server, bucket: str) -> Counter[str]:
-    """Objects written in `bucket`, per key: single PUTs plus completed multipart uploads."""
-    return Counter(
-        request.key
-        for request in s3_server.requests
-        if request.bucket == bucket and request.kind in ("put_object", "complete_multipart")
-    )
-
-
+# One job database is enough here: the claim's SQL is the store tests' subject, on both.
+@one_database
 def test_two_sweeps_over_two_workers_upload_each_job_exactly_once(
     settings: Settings,
     clip: Callable[[str, str], Path],
@@ -218,7 +213,7 @@ def test_two_sweeps_over_two_workers_upload_each_job_exactly_once(
         assert attempt.flow_run_id == run_for_job[job_id], "claimed by the run the sweep started"
         assert attempt.skipped_existing_object is False
 
-    uploads = uploads_by_key(s3_server, settings.bucket)
+    uploads = store_writes_per_key(s3_server, settings.bucket)
     assert sum(uploads.values()) == JOB_COUNT
     assert uploads == Counter(store.get_job(job_id).object_key for job_id in job_ids)
 
@@ -298,7 +293,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
         [attempt] = store.list_attempts(job_id)
         assert (attempt.outcome, attempt.flow_run_id) == (AttemptOutcome.RUNNING, str(flow_run.id))
         assert [u["Key"] for u in list_open_multipart_uploads(s3, settings.bucket)] == [key]
-        assert uploads_by_key(s3_server, settings.bucket)[key] == 0
+        assert store_writes_per_key(s3_server, settings.bucket)[key] == 0
     # Stopping the proxy dropped the held parts: nothing of the killed run reaches S3 any more.
 
     lease_expires_at = as_utc(job.lease_expires_at)
@@ -322,7 +317,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
     head = s3.head_object(Bucket=settings.bucket, Key=key)
     assert head["ContentLength"] == BIG_SOURCE_BYTES
     assert head["Metadata"]["sha256"] == file_sha256(source)
-    assert uploads_by_key(s3_server, settings.bucket)[key] == 1
+    assert store_writes_per_key(s3_server, settings.bucket)[key] == 1
 
     print(
         f"\n[worker killed, {store_kind(settings)}] 12 MiB multipart upload, lease "

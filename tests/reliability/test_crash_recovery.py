@@ -16,8 +16,7 @@ import pytest
 from prefect.settings import get_current_settings
 
 from flows.sweep import sweep_failed_uploads
-from tests.conftest import sha256_of
-from tests.reliability.conftest import one_database
+from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import (
     Outcome,
     open_parts,

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
-from tests.reliability.conftest import one_database
+from tests.conftest import one_database
 from tests.reliability.test_crash_recovery import wait_for
 from tests.support.bucket_audit import Outcome, open_parts, store_writes_per_key, temp_files_left
 from tests.support.s3_fault_proxy import S3FaultProxy

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.retry_upload import retry_upload_job
-from tests.conftest import sha256_of
-from tests.reliability.conftest import one_database
+from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import Outcome, open_parts, stored_objects, temp_files_left
 from upload_jobs.models import JobStatus
 from upload_jobs.settings import Settings, get_settings

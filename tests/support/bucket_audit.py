@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,13 +48,13 @@ def stored_objects(settings: Settings) -> dict[str, int]:
     return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
-def store_writes_per_key(server: LocalS3Server, bucket: str) -> dict[str, int]:
+def store_writes_per_key(server: LocalS3Server, bucket: str) -> Counter[str]:
     """How many uploads reached the S3 server for each key (PUTs and completed multiparts)."""
-    writes: dict[str, int] = {}
-    for request in server.requests:
-        if request.bucket == bucket and request.kind in ("put_object", "complete_multipart"):
-            writes[request.key] = writes.get(request.key, 0) + 1
-    return writes
+    return Counter(
+        request.key
+        for request in server.requests
+        if request.bucket == bucket and request.kind in ("put_object", "complete_multipart")
+    )
 
 
 def open_parts(settings: Settings) -> int:

@@ -147,6 +147,7 @@ def test_completed_jobs_whose_object_is_gone_are_set_back_to_failed(
         JobStatus.FAILED, ErrorKind.OBJECT_MISSING, None
     )  # fmt: skip
     assert "the next sweep uploads it again" in (job.last_error or "")
+    assert job.optimized_for_streaming is False and job.completed_at is None
     assert jobs.store.due_failed_jobs(10, 5)[0].id in (deleted, replaced), "due at once"
     assert jobs.store.get_job(kept).status == JobStatus.COMPLETED
     assert report.summary() == (  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows.sweep import sweep_failed_uploads
+from tests.conftest import one_database
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.test_sweeping import expire_lease
 from upload_jobs.local_s3 import LocalS3Server
@@ -109,6 +110,7 @@ def test_breaker_stops_after_consecutive_permanent_failures(
     assert proxy.count("put_object") == 3
 
 
+@one_database  # the claim's SQL under contention is test_store's subject, on both
 def test_two_sweeps_at_once_upload_each_job_once(
     settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server
 ) -> None:

@@ -226,6 +226,7 @@ def _apply(
             "error_kind": ErrorKind.OBJECT_MISSING,
             "last_error": f"{verdict.reason}: set back to failed by reconcile so that the next "
             "sweep uploads it again",
+            "optimized_for_streaming": False,
             "public_url": None,
             "etag": None,
             "completed_at": None,

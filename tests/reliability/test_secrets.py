@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from tests.conftest import one_database
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.secret_sightings import (
     Credentials,
@@ -152,6 +153,7 @@ def run_cli_scenario(
 
 @pytest.mark.flow
 @pytest.mark.usefixtures("prefect_server")
+@one_database  # on PostgreSQL when configured: only there does the URL carry a password
 def test_runs_pages_output_and_logs_never_show_a_credential(
     settings: Settings,
     credentials: Credentials,

@@ -44,6 +44,13 @@ class TcpProxy:
         for sock in doomed:
             _close(sock)
 
+    def wait_until_accepting(self) -> None:
+        """Return once the current cut (if any) is over."""
+        with self._lock:
+            left = self._refuse_until - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
     def start(self) -> TcpProxy:
         """Accept connections in a daemon thread; returns self."""
         threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True).start()

@@ -6,8 +6,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prefect.exceptions import MissingResult
 from prefect.logging.handlers import PrefectConsoleHandler
 
+from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
 from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable
 from upload_jobs.models import JobStatus
@@ -18,13 +20,17 @@ from upload_jobs.store import JobStore
 
 def run_retry_flow(job_id: int) -> RetryOutcome:
     """Run the retry flow for `job_id` here and now; never raises for a failed job."""
-    state = retry_upload_job(job_id, return_state=True)
+    with without_heartbeats():
+        state = retry_upload_job(job_id, return_state=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     store = JobStore(get_settings().database_url)
     job = store.get_job(job_id)
     if state.is_completed() and job.status == JobStatus.COMPLETED:
         return completed_outcome(store, job, flow_run_id)
-    error = state.result(raise_on_failure=False)
+    try:
+        error = state.result(raise_on_failure=False)
+    except MissingResult:  # a state read back from a busy Prefect API can come without data
+        error = None
     if isinstance(error, JobNotClaimable):
         # Refused at the claim: only "already completed" counts as the job ending completed.
         return RetryOutcome(job, isinstance(error, JobAlreadyCompleted), str(error), flow_run_id)
@@ -32,16 +38,21 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
     return failed_outcome(job, reason or "unknown", job.error_kind, flow_run_id)
 
 
-@contextmanager
-def prefect_console_muted() -> Iterator[None]:
-    """Keep Prefect's run logs off the terminal (they still reach the Prefect UI)."""
-    handlers = {
+def prefect_console_handlers() -> set[PrefectConsoleHandler]:
+    """The handlers through which Prefect prints run logs to the terminal, on any logger."""
+    return {
         handler
         for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
         if isinstance(logger, logging.Logger)
         for handler in logger.handlers
         if isinstance(handler, PrefectConsoleHandler)
     }
+
+
+@contextmanager
+def prefect_console_muted() -> Iterator[None]:
+    """Keep Prefect's run logs off the terminal (they still reach the Prefect UI)."""
+    handlers = prefect_console_handlers()
     levels = {handler: handler.level for handler in handlers}
     for handler in handlers:
         handler.setLevel(logging.CRITICAL + 1)

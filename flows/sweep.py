@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from prefect import flow
 from prefect.states import State
 
+from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
 from tasks.sweep import (
     DueJob,
@@ -99,6 +100,7 @@ def retry_here(
 
 def _retry_as_subflow(job_id: int) -> str | None:
     """Run the retry as a subflow; its flow run id (None if the engine could not start it)."""
-    state: State = retry_upload_job(job_id, return_state=True)
+    with without_heartbeats():  # the sweep's own run has them
+        state: State = retry_upload_job(job_id, return_state=True)
     run_id = state.state_details.flow_run_id
     return str(run_id) if run_id is not None else None

@@ -12,11 +12,12 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.states import State
 from sqlalchemy.engine import make_url
 
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
-from tests.conftest import one_database
+from tests.conftest import one_database, sha256_of
 from tests.reliability.test_crash_recovery import wait_for
 from tests.support.bucket_audit import Outcome, open_parts, store_writes_per_key, temp_files_left
 from tests.support.s3_fault_proxy import S3FaultProxy
@@ -61,20 +62,22 @@ def s3_proxy(
         yield proxy
 
 
-def cut_database_when_uploaded(
-    s3_proxy: S3FaultProxy, database: TcpProxy, seconds: float
-) -> threading.Thread:
-    """Hold the HEAD that verifies the upload for 1 s and cut the database as it arrives: the
-    run reaches its mark with the database gone."""
+def run_with_database_cut_at_mark(
+    job_id: int, s3_proxy: S3FaultProxy, database: TcpProxy, seconds: float
+) -> State:
+    """Run the job's flow, holding the HEAD that verifies its upload for 1 s and cutting the
+    database as it arrives: the run reaches its mark with the database gone."""
     s3_proxy.slow_next(1, 1.0, kinds={"head"}, after_kind="put_object")
 
     def cut() -> None:
         wait_for(lambda: s3_proxy.delayed, 60, "the upload to finish")
         database.cut(seconds)
 
-    thread = threading.Thread(target=cut, daemon=True)
-    thread.start()
-    return thread
+    cutter = threading.Thread(target=cut, daemon=True)
+    cutter.start()
+    state: State = retry_upload_job(job_id, return_state=True)
+    cutter.join(timeout=60)
+    return state
 
 
 def mark_task_runs(flow_run_id: UUID) -> int:
@@ -104,11 +107,11 @@ def test_a_short_database_outage_during_marking_costs_a_retry(
     s3_proxy: S3FaultProxy,
     s3_server: LocalS3Server,
 ) -> None:
-    job_id = add_failed_job(settings, clip("moov_at_end", "outage.mp4"))
-    cutter = cut_database_when_uploaded(s3_proxy, database_proxy, SHORT_OUTAGE_SECONDS)
+    source = clip("moov_at_end", "outage.mp4")
+    original = sha256_of(source)
+    job_id = add_failed_job(settings, source)
 
-    state = retry_upload_job(job_id, return_state=True)
-    cutter.join(timeout=60)
+    state = run_with_database_cut_at_mark(job_id, s3_proxy, database_proxy, SHORT_OUTAGE_SECONDS)
 
     job = JobStore(get_settings().database_url).get_job(job_id)
     runs = mark_task_runs(state.state_details.flow_run_id)
@@ -119,7 +122,7 @@ def test_a_short_database_outage_during_marking_costs_a_retry(
         objects_duplicated=sum(store_writes_per_key(s3_server, settings.bucket).values()) - 1,
         parts_left=open_parts(settings),
         temp_files_left=temp_files_left(settings),
-        sources_changed=0,
+        sources_changed=int(sha256_of(source) != original),
         details={
             "mark_task_runs": runs,
             "connections_cut": database_proxy.connections_cut,
@@ -139,10 +142,11 @@ def test_an_outage_longer_than_the_retries_leaves_the_job_to_the_next_sweep(
     s3_proxy: S3FaultProxy,
     s3_server: LocalS3Server,
 ) -> None:
-    job_id = add_failed_job(settings, clip("moov_at_end", "long outage.mp4"))
-    cutter = cut_database_when_uploaded(s3_proxy, database_proxy, LONG_OUTAGE_SECONDS)
-    state = retry_upload_job(job_id, return_state=True)
-    cutter.join(timeout=60)
+    source = clip("moov_at_end", "long outage.mp4")
+    original = sha256_of(source)
+    job_id = add_failed_job(settings, source)
+
+    state = run_with_database_cut_at_mark(job_id, s3_proxy, database_proxy, LONG_OUTAGE_SECONDS)
 
     # The object is in the bucket; the job could not be marked either way, so it is still
     # in progress under the dead run's lease: not completed, and not failed for good.
@@ -164,7 +168,7 @@ def test_an_outage_longer_than_the_retries_leaves_the_job_to_the_next_sweep(
         objects_duplicated=sum(writes.values()) - 1,
         parts_left=open_parts(settings),
         temp_files_left=temp_files_left(settings),
-        sources_changed=0,
+        sources_changed=int(sha256_of(source) != original),
         details={"reaped": report.reaped, "skipped_existing_object": last.skipped_existing_object},
     ).save("database-outage-at-mark")
     assert report.reaped == report.completed == [job_id]

@@ -70,7 +70,7 @@ def test_thirty_jobs_survive_a_fifth_of_requests_failing(
         reports = []
         while len(reports) < MAX_SWEEPS and store.count_jobs_by_status().get("failed"):
             make_failed_jobs_due(settings.database_url)
-            reports.append(sweep_failed_uploads(limit=50, concurrency=4))
+            reports.append(sweep_failed_uploads(limit=50, concurrency=2))
         requests_seen, faulted = len(proxy.requests), len(proxy.faulted) + len(proxy.delayed)
 
     statuses = {job_id: store.get_job(job_id).status for job_id in jobs}

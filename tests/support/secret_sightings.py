@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import uuid
 from collections import defaultdict
@@ -97,15 +96,9 @@ def distinctive_credentials(database_url: str) -> Credentials:
 @contextmanager
 def prefect_console() -> Iterator[StringIO]:
     """What Prefect's console handlers print (its run logs, tracebacks included), captured."""
-    from prefect.logging.handlers import PrefectConsoleHandler
+    from flows.runs import prefect_console_handlers
 
-    handlers = {
-        handler
-        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-        if isinstance(logger, logging.Logger)
-        for handler in logger.handlers
-        if isinstance(handler, PrefectConsoleHandler)
-    }
+    handlers = prefect_console_handlers()
     assert handlers, "Prefect's console handler is installed"
     captured = StringIO()
     files = {handler: handler.console.file for handler in handlers}

@@ -18,15 +18,21 @@ from upload_jobs.store import JobStore
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 
-# Real ffmpeg, stopped at once and let run in 2 ms slices until its output has its first bytes,
-# then SIGKILLed as the OOM killer would; the wrapper then dies the same way so the caller sees
-# the signal. KILL_LOG gets the exit status (137: it really was killed before finishing).
+# Real ffmpeg, reading its input at the video's own pace (`-re`: the 2 s clip takes 2 s however
+# busy the machine is), SIGKILLed half a second after its output got its first bytes, as the OOM
+# killer would; the wrapper then dies the same way so the caller sees the signal. KILL_LOG gets
+# ffmpeg's exit status (137: killed before it finished) and how much it had written.
 KILLED_MID_REMUX = r"""#!/usr/bin/env bash
 out="${@: -1}"; out="${out#file:}"
-"$REAL_FFMPEG" "$@" &
+args=(); paced=""
+for arg in "$@"; do
+  if [ "$arg" = "-i" ] && [ -z "$paced" ]; then args+=(-re); paced=1; fi
+  args+=("$arg")
+done
+"$REAL_FFMPEG" "${args[@]}" &
 pid=$!
-kill -STOP "$pid"
-while [ ! -s "$out" ]; do kill -CONT "$pid"; sleep 0.002; kill -STOP "$pid"; done
+for _ in $(seq 1 1000); do [ -s "$out" ] && break; sleep 0.01; done
+sleep 0.5
 kill -KILL "$pid"
 wait "$pid"; status=$?
 echo "$status $(stat -c %s "$out")" >> "$KILL_LOG"

@@ -18,8 +18,7 @@ from prefect.settings import get_current_settings
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import (
-    Outcome,
-    open_parts,
+    one_job_outcome,
     store_writes_per_key,
     stored_objects,
     temp_files_left,
@@ -88,18 +87,15 @@ def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
 
     job = store.get_job(job.id)
     lost, *rerun = store.list_attempts(job.id)
-    writes = store_writes_per_key(s3_server, settings.bucket)
-    outcome = Outcome(
-        fault="flow process SIGKILLed after the upload, before the mark",
-        jobs=1,
-        completed=int(job.status == JobStatus.COMPLETED),
-        objects_duplicated=sum(writes.values()) - 1,
-        parts_left=open_parts(settings),
-        temp_files_left=temp_files_left(settings),
-        sources_changed=int(sha256_of(source) != original),
+    outcome = one_job_outcome(
+        "flow process SIGKILLed after the upload, before the mark",
+        settings=settings,
+        server=s3_server,
+        job=job,
+        source=source,
+        original_sha256=original,
         details={
             "temp_files_after_crash": temp_after_crash,
-            "uploads": sum(writes.values()),
             "reconciled": report.reconciled,
             "attempts": [
                 (a.outcome, a.error_kind, a.skipped_existing_object) for a in (lost, *rerun)

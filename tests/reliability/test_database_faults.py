@@ -19,7 +19,7 @@ from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database, sha256_of
 from tests.reliability.test_crash_recovery import wait_for
-from tests.support.bucket_audit import Outcome, open_parts, store_writes_per_key, temp_files_left
+from tests.support.bucket_audit import one_job_outcome, store_writes_per_key
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.tcp_proxy import TcpProxy
 from tests.test_sweeping import expire_lease
@@ -115,14 +115,13 @@ def test_a_short_database_outage_during_marking_costs_a_retry(
 
     job = JobStore(get_settings().database_url).get_job(job_id)
     runs = mark_task_runs(state.state_details.flow_run_id)
-    Outcome(
-        fault=f"PostgreSQL dropped, refused {SHORT_OUTAGE_SECONDS:.0f} s at the mark",
-        jobs=1,
-        completed=int(job.status == JobStatus.COMPLETED),
-        objects_duplicated=sum(store_writes_per_key(s3_server, settings.bucket).values()) - 1,
-        parts_left=open_parts(settings),
-        temp_files_left=temp_files_left(settings),
-        sources_changed=int(sha256_of(source) != original),
+    one_job_outcome(
+        f"PostgreSQL dropped, refused {SHORT_OUTAGE_SECONDS:.0f} s at the mark",
+        settings=settings,
+        server=s3_server,
+        job=job,
+        source=source,
+        original_sha256=original,
         details={
             "mark_task_runs": runs,
             "connections_cut": database_proxy.connections_cut,
@@ -161,14 +160,13 @@ def test_an_outage_longer_than_the_retries_leaves_the_job_to_the_next_sweep(
     job = store.get_job(job_id)
     [*_, last] = store.list_attempts(job_id)
     writes = store_writes_per_key(s3_server, settings.bucket)
-    Outcome(
-        fault=f"PostgreSQL gone {LONG_OUTAGE_SECONDS:.0f} s at the mark (past its retries)",
-        jobs=1,
-        completed=int(job.status == JobStatus.COMPLETED),
-        objects_duplicated=sum(writes.values()) - 1,
-        parts_left=open_parts(settings),
-        temp_files_left=temp_files_left(settings),
-        sources_changed=int(sha256_of(source) != original),
+    one_job_outcome(
+        f"PostgreSQL gone {LONG_OUTAGE_SECONDS:.0f} s at the mark (past its retries)",
+        settings=settings,
+        server=s3_server,
+        job=job,
+        source=source,
+        original_sha256=original,
         details={"reaped": report.reaped, "skipped_existing_object": last.skipped_existing_object},
     ).save("database-outage-at-mark")
     assert report.reaped == report.completed == [job_id]

@@ -10,7 +10,8 @@ import pytest
 
 from flows.retry_upload import retry_upload_job
 from tests.conftest import one_database, sha256_of
-from tests.support.bucket_audit import Outcome, open_parts, stored_objects, temp_files_left
+from tests.support.bucket_audit import one_job_outcome
+from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.models import JobStatus
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.spaces import find_existing_object, make_s3_client
@@ -64,7 +65,9 @@ def _real_ffmpeg() -> str:
     return resolve_ffmpeg()
 
 
-def run_and_audit(settings: Settings, source: Path, name: str, fault: str) -> str:
+def run_and_audit(
+    settings: Settings, s3_server: LocalS3Server, source: Path, name: str, fault: str
+) -> str:
     """Run the job's flow; check nothing was lost; return the recorded fallback reason."""
     store = JobStore(settings.database_url)
     original = sha256_of(source)
@@ -76,14 +79,13 @@ def run_and_audit(settings: Settings, source: Path, name: str, fault: str) -> st
     job = store.get_job(job.id)
     [attempt] = store.list_attempts(job.id)
     stored = find_existing_object(make_s3_client(settings), settings.bucket, job.object_key)
-    outcome = Outcome(
-        fault=fault,
-        jobs=1,
-        completed=int(job.status == JobStatus.COMPLETED),
-        objects_duplicated=len(stored_objects(settings)) - 1,
-        parts_left=open_parts(settings),
-        temp_files_left=temp_files_left(settings),
-        sources_changed=int(sha256_of(source) != original),
+    outcome = one_job_outcome(
+        fault,
+        settings=settings,
+        server=s3_server,
+        job=job,
+        source=source,
+        original_sha256=original,
         details={
             "fallback_reason": attempt.fallback_reason,
             "optimized": job.optimized_for_streaming,
@@ -101,6 +103,7 @@ def run_and_audit(settings: Settings, source: Path, name: str, fault: str) -> st
 
 def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
     settings: Settings,
+    s3_server: LocalS3Server,
     clip: Callable[[str, str], Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -110,7 +113,9 @@ def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
     wrapped_ffmpeg(tmp_path, KILLED_MID_REMUX, monkeypatch)
     source = clip("moov_at_end", "killed mid-remux.mp4")
 
-    reason = run_and_audit(settings, source, "ffmpeg-killed", "ffmpeg SIGKILLed mid-remux")
+    reason = run_and_audit(
+        settings, s3_server, source, "ffmpeg-killed", "ffmpeg SIGKILLed mid-remux"
+    )
 
     status, written = kill_log.read_text().split()
     assert status == "137", "ffmpeg was killed before it finished"
@@ -120,6 +125,7 @@ def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
 
 def test_ffmpeg_out_of_disk_falls_back_to_the_original(
     settings: Settings,
+    s3_server: LocalS3Server,
     clip: Callable[[str, str], Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -130,7 +136,7 @@ def test_ffmpeg_out_of_disk_falls_back_to_the_original(
     wrapped_ffmpeg(tmp_path, OUT_OF_DISK, monkeypatch)
 
     reason = run_and_audit(
-        settings, source, "ffmpeg-out-of-disk", "ffmpeg out of disk (RLIMIT_FSIZE)"
+        settings, s3_server, source, "ffmpeg-out-of-disk", "ffmpeg out of disk (RLIMIT_FSIZE)"
     )
 
     assert "File too large" in reason, reason

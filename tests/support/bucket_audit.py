@@ -41,6 +41,30 @@ class Outcome:
         print(f"\n{name}: {text}")
 
 
+def one_job_outcome(
+    fault: str,
+    *,
+    settings: Settings,
+    server: LocalS3Server,
+    job: UploadJob,
+    source: Path,
+    original_sha256: str,
+    details: dict[str, object],
+) -> Outcome:
+    """The figures after a fault in one job's run (`source` held `original_sha256` before)."""
+    uploads = sum(store_writes_per_key(server, settings.bucket).values())
+    return Outcome(
+        fault=fault,
+        jobs=1,
+        completed=int(job.status == JobStatus.COMPLETED),
+        objects_duplicated=uploads - 1,
+        parts_left=open_parts(settings),
+        temp_files_left=temp_files_left(settings),
+        sources_changed=int(sha256_of(source) != original_sha256),
+        details={"uploads": uploads, **details},
+    )
+
+
 def stored_objects(settings: Settings) -> dict[str, int]:
     """Every object in the test's bucket: key -> size."""
     client = make_s3_client(settings)

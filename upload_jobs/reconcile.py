@@ -19,6 +19,7 @@ from upload_jobs.database import session_for
 from upload_jobs.errors import ErrorKind, UploadJobError
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.spaces import ExistingObject, file_sha256, find_existing_object
+from upload_jobs.store import lease_ran_out
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -291,10 +292,7 @@ def _job_batches(
 
 def _unfinished(now: datetime) -> ColumnElement[bool]:
     """Failed jobs, and in-progress ones whose lease ran out (their run is gone)."""
-    return or_(
-        col(UploadJob.status) == JobStatus.FAILED,
-        and_(col(UploadJob.status) == JobStatus.IN_PROGRESS, col(UploadJob.lease_expires_at) < now),
-    )
+    return or_(col(UploadJob.status) == JobStatus.FAILED, lease_ran_out(now))
 
 
 def _latest_intents(database_url: str, job_ids: list[int]) -> dict[int, _Intent]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlmodel import col, select
 
 from upload_jobs.attempt_report import AttemptReport, StoredObject
@@ -45,6 +45,13 @@ class ClaimedJob:
 def new_lease_owner(flow_run_id: str | None = None) -> str:
     """A lease owner naming this host and process, and the flow run when there is one."""
     return f"{socket.gethostname()}:{os.getpid()}:{flow_run_id or uuid.uuid4().hex[:12]}"
+
+
+def lease_ran_out(now: datetime) -> ColumnElement[bool]:
+    """Jobs still in progress whose lease expired before `now`: their run is gone."""
+    return and_(
+        col(UploadJob.status) == JobStatus.IN_PROGRESS, col(UploadJob.lease_expires_at) < now
+    )
 
 
 def retry_backoff(attempts: int) -> timedelta:
@@ -257,8 +264,7 @@ class JobStore:
         )
         reap = (
             update(UploadJob)
-            .where(col(UploadJob.status) == JobStatus.IN_PROGRESS)
-            .where(col(UploadJob.lease_expires_at) < now)
+            .where(lease_ran_out(now))
             .values(
                 status=JobStatus.FAILED,
                 error_kind=ErrorKind.WORKER_LOST,

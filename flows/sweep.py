@@ -6,10 +6,8 @@ import contextvars
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from prefect import flow
-from prefect.states import State
 
-from flows.heartbeats import without_heartbeats
-from flows.retry_upload import retry_upload_job
+from flows.retry_upload import run_upload_steps
 from tasks.sweep import (
     DueJob,
     abort_stale_multipart_uploads,
@@ -21,6 +19,7 @@ from tasks.sweep import (
     remove_old_temp_files,
     start_retry_run,
 )
+from upload_jobs.errors import JobNotClaimable
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore
 from upload_jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
@@ -65,32 +64,29 @@ def sweep_failed_uploads(
 def retry_here(
     due: list[DueJob], concurrency: int, breaker: CircuitBreaker, report: SweepReport
 ) -> None:
-    """Run the retries as subflows, `concurrency` at a time; stop starting more once the
-    breaker opens (every retry failing the same permanent way)."""
+    """Run the retries' steps in this flow run, `concurrency` jobs at a time; stop starting
+    more once the breaker opens (every retry failing the same permanent way)."""
     store = JobStore(get_settings().database_url)
     pending = list(due)
-    running: dict[Future[str | None], int] = {}
+    running: dict[Future[bool], int] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         while pending or running:
             while pending and len(running) < max(1, concurrency) and not breaker.open:
                 next_job = pending.pop(0)
-                # Each thread needs its own copy of the flow's context to run a subflow.
+                # Each thread needs its own copy of the flow's context to run tasks in it.
                 context = contextvars.copy_context()
-                future = pool.submit(context.run, _retry_as_subflow, next_job.job_id)
+                future = pool.submit(context.run, _retry_in_this_run, next_job.job_id)
                 running[future] = next_job.job_id
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 job_id = running.pop(future)
-                # The outcome is read from the job store, not from the subflow's result: a
-                # state read back from a busy Prefect API can come without its data.
-                attempts = store.list_attempts(job_id)
-                run_id = future.result()
-                if run_id is not None and all(a.flow_run_id != run_id for a in attempts):
-                    report.claimed_elsewhere.append(job_id)  # its claim was refused
+                if not future.result():
+                    report.claimed_elsewhere.append(job_id)
                     continue
-                job = store.get_job(job_id)
+                # The outcome is what the run recorded on the job.
+                job, attempts = store.get_job(job_id), store.list_attempts(job_id)
                 fallback = attempts[-1].fallback_reason if attempts else None
                 report.record_retry(job_id, job.status, job.optimized_for_streaming, fallback)
                 breaker.record(job.error_kind, job.last_error)
@@ -98,9 +94,15 @@ def retry_here(
     report.stopped_early = breaker.reason
 
 
-def _retry_as_subflow(job_id: int) -> str | None:
-    """Run the retry as a subflow; its flow run id (None if the engine could not start it)."""
-    with without_heartbeats():  # the sweep's own run has them
-        state: State = retry_upload_job(job_id, return_state=True)
-    run_id = state.state_details.flow_run_id
-    return str(run_id) if run_id is not None else None
+def _retry_in_this_run(job_id: int) -> bool:
+    """Run the job's steps as task runs of the sweep's run; False when the claim was refused
+    (another run holds the job, or it is completed already)."""
+    try:
+        run_upload_steps(job_id)
+    except JobNotClaimable:
+        return False
+    except Exception:
+        # Logged by the failed step's task run and recorded on the job by mark_job_failed,
+        # which is where the sweep reads every outcome from.
+        return True
+    return True

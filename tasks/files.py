@@ -6,10 +6,11 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from tasks.job_steps import step_run_name
 from upload_jobs import files
 
 
-@task(name="check_source_file")
+@task(name="check_source_file", task_run_name=step_run_name)
 def check_source_file(source_path: str) -> int:
     """Fail the run with a clear reason when the source is missing, empty or unreadable."""
     size = files.check_source_file(source_path)
@@ -17,7 +18,7 @@ def check_source_file(source_path: str) -> int:
     return size
 
 
-@task(name="measure_file_size")
+@task(name="measure_file_size", task_run_name=step_run_name)
 def measure_file_size(path: str) -> int:
     """The size of the file about to be uploaded, logged as `File size: N.NN MB`."""
     size = files.file_size_bytes(path)
@@ -25,7 +26,7 @@ def measure_file_size(path: str) -> int:
     return size
 
 
-@task(name="cleanup_temp_file")
+@task(name="cleanup_temp_file", task_run_name=step_run_name)
 def cleanup_temp_file(attempt_work_dir: str, source_path: str) -> bool:
     """Remove this attempt's temp folder; runs whether the attempt succeeded or not."""
     removed = files.remove_attempt_work_dir(Path(attempt_work_dir), source_path)

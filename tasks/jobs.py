@@ -7,6 +7,7 @@ from datetime import timedelta
 from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 
+from tasks.job_steps import step_run_name
 from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.errors import ErrorKind
 from upload_jobs.models import UploadJob
@@ -18,7 +19,7 @@ MARK_RETRIES = 3
 MARK_RETRY_DELAYS = [1.0, 2.0, 4.0]
 
 
-@task(name="claim_job")
+@task(name="claim_job", task_run_name=step_run_name)
 def claim_job(job_id: int) -> ClaimedJob:
     """Take the job for this flow run, or fail at once if another run holds it."""
     settings = get_settings()
@@ -37,6 +38,7 @@ def claim_job(job_id: int) -> ClaimedJob:
 
 @task(
     name="mark_job_completed",
+    task_run_name=step_run_name,
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )
@@ -49,6 +51,7 @@ def mark_job_completed(claim: ClaimedJob, report: AttemptReport, stored: StoredO
 
 @task(
     name="mark_job_failed",
+    task_run_name=step_run_name,
     retries=MARK_RETRIES,
     retry_delay_seconds=MARK_RETRY_DELAYS,
 )

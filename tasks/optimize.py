@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.states import State
 
+from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
 from upload_jobs import media
@@ -16,7 +17,7 @@ from upload_jobs.progress import ProgressReport
 from upload_jobs.settings import Preset, get_settings
 
 
-@task(name="optimize_for_streaming")
+@task(name="optimize_for_streaming", task_run_name=step_run_name)
 def optimize_for_streaming(
     source_path: str,
     attempt_work_dir: str,

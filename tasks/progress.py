@@ -3,6 +3,7 @@ artifact (the Prefect UI), both throttled to about one write a second."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import cast
 from uuid import UUID
@@ -30,15 +31,30 @@ def live_progress(
     """A progress recorder for one step of `target`'s run (inert when there is no target)."""
     sinks: list[ProgressSink] = []
     if target is not None:
-        store = JobStore(get_settings().database_url)
+        settings = get_settings()
+        store = JobStore(settings.database_url)
         sinks.append(partial(store.record_progress, target.attempt_id))
-        artifact = create_progress_artifact(
-            progress=0.0, key=f"upload-job-{target.job_id}-{phase}", description=description
-        )
-        artifact_id = cast(UUID, artifact)  # called from sync code: the UUID, not a coroutine
-        sinks.append(partial(_update_artifact, artifact_id))
+        key = f"upload-job-{target.job_id}-{phase}"
+        sinks.append(ProgressArtifact(key, description, settings.progress_artifact_after_seconds))
     return ThrottledProgress(phase, sinks, total_bytes=total_bytes)
 
 
-def _update_artifact(artifact_id: UUID, progress: ProgressUpdate) -> None:
-    update_progress_artifact(artifact_id=artifact_id, progress=progress.percent)
+class ProgressArtifact:
+    """A Prefect progress artifact made at the first reading once the step has run for
+    `after_seconds`, and updated from then on; a shorter step makes none."""
+
+    def __init__(self, key: str, description: str, after_seconds: float) -> None:
+        self._key = key
+        self._description = description
+        self._made_after = time.monotonic() + after_seconds
+        self._artifact_id: UUID | None = None
+
+    def __call__(self, progress: ProgressUpdate) -> None:
+        """Show `progress` in the Prefect UI (a no-op while the step is still young)."""
+        if self._artifact_id is not None:
+            update_progress_artifact(artifact_id=self._artifact_id, progress=progress.percent)
+        elif time.monotonic() >= self._made_after:
+            artifact = create_progress_artifact(
+                progress=progress.percent, key=self._key, description=self._description
+            )
+            self._artifact_id = cast(UUID, artifact)  # from sync code: the UUID, not a coroutine

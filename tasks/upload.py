@@ -11,6 +11,7 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import SQLAlchemyError
 
+from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
 from upload_jobs import spaces
@@ -30,6 +31,7 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
 
 @task(
     name="upload_to_spaces",
+    task_run_name=step_run_name,
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=RETRY_JITTER_FACTOR,

@@ -101,6 +101,8 @@ def settings(
         "UPLOAD_JOBS_PUBLIC_BASE_URL": f"{s3_server.endpoint_url}/{bucket}",
         "UPLOAD_JOBS_UPLOAD_RETRY_DELAY_SECONDS": "0",
         "UPLOAD_JOBS_PRESET": "faststart",
+        # Test clips remux and upload in well under the default 1 s: show every step's artifact.
+        "UPLOAD_JOBS_PROGRESS_ARTIFACT_AFTER_SECONDS": "0",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.settings import get_current_settings
 
 from flows.retry_upload import retry_upload_job
@@ -133,6 +138,39 @@ def test_each_step_is_its_own_task_run_in_order(settings: Settings, clip) -> Non
         "upload_to_spaces",
         "mark_job_completed",
         "cleanup_temp_file",
+    ]
+
+
+async def _progress_artifact_keys(flow_run_id: str) -> list[str]:
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return sorted(a.key for a in artifacts if a.type == "progress" and a.key)
+
+
+@media_and_s3_only
+def test_steps_shorter_than_the_threshold_make_no_progress_artifact(
+    settings: Settings, clip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = add_failed_job(settings, clip("moov_at_end", "quick.mp4"))
+    monkeypatch.setenv("UPLOAD_JOBS_PROGRESS_ARTIFACT_AFTER_SECONDS", "30")
+    get_settings.cache_clear()
+    state = retry_upload_job(job_id, return_state=True)
+
+    assert state.is_completed()
+    assert asyncio.run(_progress_artifact_keys(str(state.state_details.flow_run_id))) == []
+    # The jobs page still got the readings.
+    [attempt] = JobStore(settings.database_url).list_attempts(job_id)
+    assert (attempt.phase, attempt.progress_percent) == ("uploading", 100.0)
+
+    monkeypatch.setenv("UPLOAD_JOBS_PROGRESS_ARTIFACT_AFTER_SECONDS", "0")
+    get_settings.cache_clear()
+    again = add_failed_job(settings, clip("moov_at_end", "quick.mp4"), key="videos/again.mp4")
+    state = retry_upload_job(again, return_state=True)
+    assert asyncio.run(_progress_artifact_keys(str(state.state_details.flow_run_id))) == [
+        f"upload-job-{again}-optimizing",
+        f"upload-job-{again}-uploading",
     ]
 
 

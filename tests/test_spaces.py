@@ -428,8 +428,24 @@ def test_client_config_avoids_checksum_trailers_and_counts_attempts(proxy: S3Fau
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
     assert config.retries == {"mode": "standard", "total_max_attempts": 5}
-    assert config.max_pool_connections == 16
+    assert config.max_pool_connections == 64  # shared by every upload of the process
     assert (config.connect_timeout, config.read_timeout) == (10, 60)
+
+
+def test_clients_are_shared_until_the_endpoint_or_credentials_change(
+    monkeypatch: pytest.MonkeyPatch, proxy: S3FaultProxy
+) -> None:
+    settings = settings_for(proxy.endpoint_url, "b")
+    first = make_s3_client(settings)
+
+    assert make_s3_client(settings) is first
+    assert make_s3_client(settings_for(proxy.endpoint_url + "/", "b")) is not first
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rotated-secret-for-the-test")
+    rotated = make_s3_client(settings)
+    assert rotated is not first
+    assert rotated.meta.config.retries == first.meta.config.retries  # type: ignore[attr-defined]
+    frozen = rotated._request_signer._credentials.get_frozen_credentials()  # type: ignore[attr-defined]
+    assert frozen.secret_key == "rotated-secret-for-the-test"
 
 
 def test_public_url_quotes_the_key_but_keeps_slashes() -> None:

@@ -43,6 +43,17 @@ async def _artifact_keys(flow_run_id: str) -> set[str]:
     return {artifact.key for artifact in artifacts if artifact.key}
 
 
+async def _task_runs(flow_run_id: str) -> list[tuple[str, list[str]]]:
+    """(name, tags) of every task run of one flow run."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [(run.name, list(run.tags)) for run in runs]
+
+
 def test_sweep_reaps_picks_retries_and_reports(
     settings: Settings, clip: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
@@ -71,8 +82,18 @@ def test_sweep_reaps_picks_retries_and_reports(
     assert report.removed_temp_files == 1 and not stale_temp.exists()
     assert store.get_job(gone).status == JobStatus.FAILED
     assert [a.outcome for a in store.list_attempts(crashed.id)] == ["failed", "completed"]
-    keys = asyncio.run(_artifact_keys(str(state.state_details.flow_run_id)))
-    assert keys == {"sweep-report", "sweep-summary"}
+    # The jobs' steps ran in the sweep's own flow run, each a task run named after its job,
+    # progress artifacts included (the tests show every step's).
+    run_id = str(state.state_details.flow_run_id)
+    assert {a.flow_run_id for a in store.list_attempts(good)} == {run_id}
+    keys = asyncio.run(_artifact_keys(run_id))
+    uploads = {f"upload-job-{job}-uploading" for job in (good, cut, crashed.id)}
+    assert keys == {"sweep-report", "sweep-summary", f"upload-job-{good}-optimizing"} | uploads
+    steps = {name: tags for name, tags in asyncio.run(_task_runs(run_id))}
+    for step in ("claim_job", "check_source_file", "optimize_for_streaming",
+                 "measure_file_size", "upload_to_spaces", "mark_job_completed",
+                 "cleanup_temp_file"):  # fmt: skip
+        assert steps[f"{step}-job-{good}"] == []  # untagged: see tasks/job_steps.py
 
 
 def test_missing_bucket_stops_the_sweep_before_any_retry(

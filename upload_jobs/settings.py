@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     upload_retries: int = Field(default=3, ge=0)
     upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
     lease_seconds: int = Field(default=3600, gt=0)
+    # A step's progress artifact in the Prefect UI is made once the step has run this long:
+    # for a step that ends sooner it would cost 2-3 server round trips (~40 ms each measured
+    # under a sweep, bench/RESULTS.md) to show a bar that is already full.
+    progress_artifact_after_seconds: float = Field(default=1.0, ge=0)
     # Prefect global concurrency limits (created by `upload-jobs setup`). Off by default: each
     # slot is a server round trip (median ~50 ms, with 2-3 s stalls on a busy SQLite-backed
     # Prefect server in Prefect 3.8.8), worth it when several workers share Spaces and CPUs.

@@ -14,15 +14,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
-import boto3
 from botocore import exceptions as bce
-from botocore.config import Config
 
 from upload_jobs.errors import PermanentUploadError, UploadVerificationFailed
-from upload_jobs.redaction import register_secrets
+from upload_jobs.file_spans import FileSpan
+from upload_jobs.s3_clients import make_s3_client as make_s3_client  # re-exported
 from upload_jobs.s3_errors import NO_SUCH_UPLOAD, classified_upload_errors, classify_upload_error
 from upload_jobs.settings import Settings
 
@@ -64,29 +63,6 @@ class ExistingObject:
     sha256: str | None
     content_type: str | None
     cache_control: str | None
-
-
-def make_s3_client(settings: Settings) -> S3Client:
-    """An S3 client for Spaces; credentials come from boto3's standard chain only."""
-    config = Config(
-        # boto3 >= 1.36 adds CRC32 trailers by default, which S3-compatible stores choke on.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        # Config's "max_attempts" counts retries (N + 1 requests); "total_max_attempts" counts
-        # requests, which is what s3_max_attempts means (1 = no retry).
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
-        connect_timeout=10,
-        read_timeout=60,
-        max_pool_connections=max(10, settings.upload_concurrency * 2),
-    )
-    session = boto3.session.Session()
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
-    return session.client(
-        "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
-    )
 
 
 def public_url(settings: Settings, key: str) -> str:
@@ -247,13 +223,12 @@ class _Transfer:
         """Uploads the parts with at most `concurrency` in flight; returns them in order."""
 
         def send(number: int, offset: int, length: int) -> CompletedPartTypeDef:
-            # Each part is read inside its worker, so memory stays at one chunk per worker.
-            with self.path.open("rb") as source:
-                source.seek(offset)
-                data = source.read(length)
-            response = self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
-            )
+            # Streamed from the file: memory does not grow with the chunk size.
+            with FileSpan(self.path, offset, length) as body:
+                response = self.client.upload_part(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number,
+                    Body=cast("IO[bytes]", body),
+                )  # fmt: skip
             logger.debug("Part %d of %s uploaded (%d bytes)", number, self, length)
             return {"PartNumber": number, "ETag": response["ETag"]}
 

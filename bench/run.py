@@ -1,0 +1,141 @@
+"""`uv run python bench/run.py`: the project's sweep (A) against a raw baseline (B), side by side.
+
+Generates the workloads with ffmpeg, starts the local S3 server and a Prefect server as processes
+of their own, runs A B A B ... over each workload, prints medians, ratios, overhead per job and
+peak RSS, and writes bench/results.json and bench/RESULTS.md. `--help` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: `bench` is not importable from bench/
+    sys.path.insert(0, str(REPO_ROOT))
+
+from rich.console import Console  # noqa: E402
+
+from bench.report import machine_info, print_summary, summarize, write_results  # noqa: E402
+from bench.runs import (  # noqa: E402
+    BASELINE,
+    BUCKET,
+    CONCURRENCY,
+    PROJECT,
+    BenchEnvironment,
+    RunResult,
+    run_once,
+)
+from bench.servers import prefect_server, s3_server  # noqa: E402
+from bench.workloads import WORKLOADS, ensure_workloads  # noqa: E402
+from upload_jobs.database import redacted_url  # noqa: E402
+from upload_jobs.media import resolve_ffmpeg  # noqa: E402
+from upload_jobs.settings import get_settings  # noqa: E402
+from upload_jobs.spaces import ensure_bucket, make_s3_client  # noqa: E402
+
+WARM_UP_JOBS = 2
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every option has a default that reproduces RESULTS.md."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="A B pairs per workload (3)")
+    parser.add_argument("--workloads", default="W1,W2,W3", help="which, comma-separated")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / "bench" / ".work",
+        help="workloads and runs (bench/.work; the workloads are kept)",
+    )
+    parser.add_argument(
+        "--prefect-database-url",
+        default=None,
+        help="the Prefect server's database (default: SQLite in its home)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=REPO_ROOT / "bench",
+        help="where results.json and RESULTS.md go (bench/)",
+    )
+    arguments = parser.parse_args(argv)
+    unknown = set(arguments.workloads.split(",")) - set(WORKLOADS)
+    if unknown or arguments.rounds < 1:
+        parser.error(f"--workloads takes {', '.join(WORKLOADS)}; --rounds at least 1")
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every run did its work (targets met or not)."""
+    arguments = parse_arguments(argv)
+    console = Console(stderr=True, highlight=False)
+    workloads = [WORKLOADS[name] for name in arguments.workloads.split(",")]
+    root: Path = arguments.work_dir.resolve()
+    # Children run `python -m bench.…` and must find this checkout's packages.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+    )
+    console.print("Compiling bytecode once, as `uv sync --compile-bytecode` would")
+    _compile_bytecode()
+    ffmpeg = resolve_ffmpeg()
+    ensure_workloads(workloads, root / "workloads", ffmpeg, console.print)
+    results: list[RunResult] = []
+    with (
+        s3_server(root) as endpoint,
+        prefect_server(root / "prefect-home", arguments.prefect_database_url) as api_url,
+    ):
+        env = BenchEnvironment(root, root / "workloads", ffmpeg, endpoint, api_url)
+        os.environ.update(env.settings_env(root / "work"))
+        get_settings.cache_clear()
+        ensure_bucket(make_s3_client(get_settings()), BUCKET)
+        console.print(f"Local S3 server {endpoint}, Prefect server {api_url}")
+        console.print("Warm-up run of each (not counted)")
+        for variant in (PROJECT, BASELINE):
+            run_once(env, variant, WORKLOADS["W2"], 0, WARM_UP_JOBS)
+        for workload in workloads:
+            for round_number in range(1, arguments.rounds + 1):
+                for variant in (PROJECT, BASELINE):
+                    result = run_once(env, variant, workload, round_number, workload.jobs)
+                    results.append(result)
+                    peak_mb = result.peak_rss_bytes / 1e6
+                    console.print(
+                        f"{workload.name} round {round_number}/{arguments.rounds} {variant}: "
+                        f"{result.wall_seconds:.2f} s, peak RSS {peak_mb:.0f} MB"
+                    )
+    summaries = summarize(results)
+    print_summary(Console(), summaries)
+    database_url = arguments.prefect_database_url
+    database = redacted_url(database_url) if database_url else "SQLite (in PREFECT_HOME)"
+    written = write_results(
+        arguments.results_dir, summaries, results, machine_info(ffmpeg, database), _settings()
+    )
+    console.print(f"Wrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
+def _settings() -> dict[str, object]:
+    settings = get_settings()
+    return {
+        "concurrency (jobs at once)": CONCURRENCY,
+        "multipart threshold bytes": settings.multipart_threshold_bytes,
+        "multipart chunk bytes": settings.multipart_chunk_bytes,
+        "parts in flight per upload": settings.upload_concurrency,
+        "preset": str(settings.preset),
+    }
+
+
+def _compile_bytecode() -> None:
+    """Every interpreter the benchmark starts would otherwise compile Prefect from source when
+    PYTHONDONTWRITEBYTECODE is set (5 CPU-s per process), which no real install pays."""
+    for directory in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        compileall.compile_dir(directory, quiet=2, workers=os.cpu_count() or 1)
+    for package in ("upload_jobs", "flows", "tasks", "deployments", "bench"):
+        compileall.compile_dir(REPO_ROOT / package, quiet=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""One measured run of a workload: A (the project's sweep) or B (the raw baseline).
+
+Both run as a fresh process with the same settings, ffmpeg, bucket and concurrency; the wall time
+is the whole process, start to exit, as a person running the command would see it. After each run
+the bucket is checked (every job's object is there, as video/mp4) and emptied again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.workloads import Workload
+from upload_jobs.database import dispose_engines, get_engine, upgrade_schema
+from upload_jobs.media import build_remux_args, temp_output_path
+from upload_jobs.models import JobStatus
+from upload_jobs.mp4 import read_layout
+from upload_jobs.settings import Preset, get_settings
+from upload_jobs.spaces import VIDEO_CONTENT_TYPE, make_s3_client
+from upload_jobs.store import JobStore
+
+PROJECT = "A"
+BASELINE = "B"
+BUCKET = "bench"
+CONCURRENCY = 2  # the sweep's default
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run took, how much memory its uploading process used, and what it uploaded."""
+
+    variant: str
+    workload: str
+    round: int
+    jobs: int
+    wall_seconds: float
+    peak_rss_bytes: int
+    uploaded_bytes: int
+
+
+@dataclass(frozen=True)
+class BenchEnvironment:
+    """Where runs put their files, and the servers and ffmpeg they use."""
+
+    root: Path
+    workloads_dir: Path
+    ffmpeg: str
+    s3_endpoint: str
+    prefect_api_url: str
+
+    def settings_env(self, work_dir: Path) -> dict[str, str]:
+        """The project's settings for a run, as environment variables (A and B alike)."""
+        return {
+            "UPLOAD_JOBS_ENDPOINT_URL": self.s3_endpoint,
+            "UPLOAD_JOBS_BUCKET": BUCKET,
+            "UPLOAD_JOBS_PUBLIC_BASE_URL": f"{self.s3_endpoint}/{BUCKET}",
+            "UPLOAD_JOBS_WORK_DIR": str(work_dir),
+            "UPLOAD_JOBS_FFMPEG": self.ffmpeg,
+            # The local server takes any credentials; these keep real ones out of the bench.
+            "AWS_ACCESS_KEY_ID": "bench-access-key",
+            "AWS_SECRET_ACCESS_KEY": "bench-secret-key",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+def run_once(
+    env: BenchEnvironment, variant: str, workload: Workload, round_number: int, jobs: int
+) -> RunResult:
+    """Run `variant` over the first `jobs` files of `workload`; check the bucket, empty it."""
+    run_dir = env.root / "runs" / f"{workload.name}-{round_number}-{variant}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    (run_dir / "work").mkdir(parents=True)
+    prefix = f"{run_dir.name}/"
+    sources = workload.files(env.workloads_dir)[:jobs]
+    child_env = {**os.environ, **env.settings_env(run_dir / "work")}
+    result_file = run_dir / "measured.json"
+    if variant == PROJECT:
+        database_url = f"sqlite:///{run_dir / 'jobs.db'}"
+        _add_failed_jobs(database_url, sources, prefix)
+        child_env |= {
+            "UPLOAD_JOBS_DATABASE_URL": database_url,
+            "PREFECT_API_URL": env.prefect_api_url,
+        }
+        command = ["upload_jobs.cli", "sweep", "--limit", str(jobs)]
+        command += ["--concurrency", str(CONCURRENCY), "--json"]
+    else:
+        plan = run_dir / "plan.json"
+        plan.write_text(json.dumps(_baseline_plan(env, sources, prefix, run_dir / "work")))
+        command = ["bench.baseline", str(plan)]
+    with (run_dir / "stdout.txt").open("w") as stdout, (run_dir / "stderr.log").open("w") as log:
+        started = time.perf_counter()
+        finished = subprocess.run(
+            [sys.executable, "-m", "bench.measured", str(result_file), *command],
+            stdout=stdout,
+            stderr=log,
+            env=child_env,
+            check=False,
+        )
+        wall = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise RuntimeError(f"run {run_dir.name} exited {finished.returncode}: see {log.name}")
+    if variant == PROJECT:
+        _check_sweep_report(json.loads((run_dir / "stdout.txt").read_text()), jobs)
+    uploaded = _check_and_empty_bucket(prefix, jobs)
+    measured = json.loads(result_file.read_text())
+    shutil.rmtree(run_dir / "work", ignore_errors=True)
+    return RunResult(
+        variant, workload.name, round_number, jobs, wall, measured["peak_rss_bytes"], uploaded
+    )
+
+
+def _add_failed_jobs(database_url: str, sources: list[Path], prefix: str) -> None:
+    """The job table as the recording pipeline leaves it: every upload failed, due now."""
+    upgrade_schema(get_engine(database_url))
+    store = JobStore(database_url)
+    for source in sources:
+        store.add_job(
+            str(source),
+            prefix + source.name,
+            status=JobStatus.FAILED,
+            last_error="bench: failed upload to retry",
+        )
+    dispose_engines()
+
+
+def _baseline_plan(
+    env: BenchEnvironment, sources: list[Path], prefix: str, work_dir: Path
+) -> dict[str, Any]:
+    """Each job's key and the exact ffmpeg command the project builds for its source."""
+    jobs = []
+    for source in sources:
+        output = temp_output_path(work_dir, source)
+        output.unlink()  # as the project does: ffmpeg's -n refuses an existing file, exit 0
+        args = build_remux_args(env.ffmpeg, source, output, Preset.FASTSTART, read_layout(source))
+        jobs.append({"key": prefix + source.name, "output": str(output), "ffmpeg_args": args})
+    return {"concurrency": CONCURRENCY, "jobs": jobs}
+
+
+def _check_sweep_report(report: dict[str, Any], jobs: int) -> None:
+    """The sweep's JSON report says every job completed, optimized for streaming."""
+    if len(report["completed"]) != jobs or len(report["optimized"]) != jobs:
+        raise RuntimeError(f"the sweep did not complete and optimize all {jobs} jobs: {report}")
+
+
+def _check_and_empty_bucket(prefix: str, jobs: int) -> int:
+    """Bytes stored under `prefix`, after checking there is one video/mp4 object per job;
+    the objects are deleted so the server's memory does not grow from run to run."""
+    client = make_s3_client(get_settings())
+    listing = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    if len(listing) != jobs:
+        raise RuntimeError(f"expected {jobs} objects under {prefix}, found {len(listing)}")
+    head = client.head_object(Bucket=BUCKET, Key=listing[0]["Key"])
+    if head["ContentType"] != VIDEO_CONTENT_TYPE:
+        raise RuntimeError(f"{listing[0]['Key']} was stored as {head['ContentType']}")
+    if empty := [entry["Key"] for entry in listing if entry["Size"] == 0]:
+        raise RuntimeError(f"empty objects uploaded: {empty}")
+    for entry in listing:
+        client.delete_object(Bucket=BUCKET, Key=entry["Key"])
+    return sum(entry["Size"] for entry in listing)

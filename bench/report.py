@@ -90,7 +90,10 @@ def _target(name: str, ratio: float, peak_rss_mb: float) -> tuple[str, bool]:
 
 def results_table(summaries: list[WorkloadSummary]) -> Table:
     """The summary as a terminal table."""
-    table = Table(title="upload-jobs sweep (A) against raw ffmpeg + boto3 (B), medians")
+    table = Table(
+        title="upload-jobs sweep (A) against raw ffmpeg + boto3 (B), medians",
+        caption="; ".join(f"{s.workload}: {s.summary}" for s in summaries),
+    )
     headers = [
         "workload",
         "jobs",
@@ -111,7 +114,7 @@ def results_table(summaries: list[WorkloadSummary]) -> Table:
 
 def _row(s: WorkloadSummary) -> list[str]:
     return [
-        f"{s.workload} {s.summary}",
+        s.workload,
         str(s.jobs),
         f"{s.median_a_seconds:.2f}",
         f"{s.median_b_seconds:.2f}",
@@ -210,7 +213,7 @@ def _markdown(
 
 def print_summary(console: Console, summaries: list[WorkloadSummary]) -> None:
     """The table, then one line per workload whose target was not met."""
-    console.print(results_table(summaries))
+    console.print(results_table(summaries), width=max(console.width, 110))
     for s in summaries:
         if not s.target_met:
             console.print(f"{s.workload}: target {s.target} not met (see bench/RESULTS.md)")

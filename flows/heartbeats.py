@@ -13,9 +13,9 @@ def without_heartbeats() -> Iterator[None]:
     """Flow runs started inside the block (in this thread) send no heartbeats.
 
     Prefect 3.8.8 joins the heartbeat thread when a run ends, and that thread sleeps in 1 s steps:
-    every run pays up to 1 s at its end, a sweep pays it once per job. A run started here lives
-    inside a process that has its own run (the sweep) or a person watching (the CLI), and the
-    job's lease, not a heartbeat, recovers a job whose run died.
+    every run pays up to 1 s at its end. A run started here has a person watching (the CLI's
+    retry and sweep, the demo) or a process of its own (the page's local retries), and the job's
+    lease, not a heartbeat, recovers a job whose run died.
     """
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

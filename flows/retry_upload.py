@@ -26,9 +26,9 @@ def retry_upload_job(job_id: int) -> UploadJob:
 
 
 def run_upload_steps(job_id: int) -> UploadJob:
-    """The seven steps as task runs of the flow run this is called in, named and tagged after
-    the job (a sweep runs many jobs' steps in its own run: a flow run per job would cost ~0.2 s
-    of server round trips each, bench/RESULTS.md)."""
+    """The seven steps as task runs of the flow run this is called in, named after the job (a
+    sweep runs many jobs' steps in its own run: a flow run per job costs ~0.2 s of server round
+    trips, README "Benchmarks")."""
     with steps_of_job(job_id):
         return _upload_steps(job_id)
 

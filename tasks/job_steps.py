@@ -1,8 +1,8 @@
 """Which job a step's task run belongs to, in its name: a sweep runs many jobs' steps in its
 own flow run, and the Prefect UI still shows each step of each job (`claim_job-job-7`).
 
-A name, not a tag: Prefect 3.8.8 looks up tag concurrency limits for every tagged task run, and
-a new tag per job missed its cache every time (1-2 s stalls per job, measured with bench/).
+A name, not a tag: tagged task runs ask the server for tag concurrency slots (tasks/__init__.py);
+a tag per job brought back those 1-2 s stalls, measured again with bench/.
 """
 
 from __future__ import annotations

@@ -260,9 +260,11 @@ def sweep(
             from deployments.trigger import require_retry_deployment
 
             require_retry_deployment()
+        from flows.heartbeats import without_heartbeats
         from flows.sweep import sweep_failed_uploads
 
-        state = sweep_failed_uploads(**parameters, return_state=True)
+        with without_heartbeats():  # run here, watched: no need to pay the ~1 s join at its end
+            state = sweep_failed_uploads(**parameters, return_state=True)
         if not state.is_completed():
             fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
         report: SweepReport = state.result()

@@ -1,0 +1,41 @@
+"""The benchmark's arithmetic: medians, ratios, overhead per job and targets (bench/report.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.report import summarize, write_results
+from bench.runs import BASELINE, PROJECT, RunResult
+from bench.workloads import WORKLOADS
+
+
+def run(variant: str, workload: str, round_number: int, wall: float, rss_mb: int) -> RunResult:
+    jobs = WORKLOADS[workload].jobs
+    return RunResult(variant, workload, round_number, jobs, wall, rss_mb * 1_000_000, 1)
+
+
+def test_medians_ratio_and_overhead_per_job_against_the_targets(tmp_path: Path) -> None:
+    results = [
+        run(PROJECT, "W2", 1, 9.0, 160), run(BASELINE, "W2", 1, 2.0, 110),
+        run(PROJECT, "W2", 2, 5.0, 170), run(BASELINE, "W2", 2, 4.0, 110),
+        run(PROJECT, "W2", 3, 6.0, 150), run(BASELINE, "W2", 3, 3.0, 120),
+        run(PROJECT, "W3", 1, 12.0, 260), run(BASELINE, "W3", 1, 10.0, 100),
+    ]  # fmt: skip
+    w2, w3 = summarize(results)
+
+    assert (w2.median_a_seconds, w2.median_b_seconds, w2.ratio) == (6.0, 3.0, 2.0)
+    assert w2.overhead_per_job_seconds == pytest.approx(3.0 / 40)
+    assert (w2.peak_rss_a_mb, w2.peak_rss_b_mb) == (170, 120)  # the highest of the rounds
+    assert (w2.target, w2.target_met) == ("A/B <= 1.5", False)
+    assert (w3.target, w3.target_met) == ("peak RSS A <= 250 MB", False)
+
+    json_path, markdown_path = write_results(tmp_path, [w2, w3], results, {"cores": 2}, {})
+    assert "| W2 | 40 | 6.00 | 3.00 | 2.00 | 75 ms |" in markdown_path.read_text()
+    assert '"ratio": 2.0' in json_path.read_text()
+
+
+def test_workload_files_are_named_per_job() -> None:
+    files = WORKLOADS["W2"].files(Path("/w"))
+    assert len(files) == 40 and files[0] == Path("/w/W2/w2-000.mp4")

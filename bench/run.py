@@ -19,7 +19,9 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: `bench` is not importable
     sys.path.insert(0, str(REPO_ROOT))
 
 from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
+from bench.profiles import step_seconds  # noqa: E402
 from bench.report import machine_info, print_summary, summarize, write_results  # noqa: E402
 from bench.runs import (  # noqa: E402
     BASELINE,
@@ -31,7 +33,7 @@ from bench.runs import (  # noqa: E402
     run_once,
 )
 from bench.servers import prefect_server, s3_server  # noqa: E402
-from bench.workloads import WORKLOADS, ensure_workloads  # noqa: E402
+from bench.workloads import WORKLOADS, Workload, ensure_workloads  # noqa: E402
 from upload_jobs.database import redacted_url  # noqa: E402
 from upload_jobs.media import resolve_ffmpeg  # noqa: E402
 from upload_jobs.settings import get_settings  # noqa: E402
@@ -55,6 +57,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--prefect-database-url",
         default=None,
         help="the Prefect server's database (default: SQLite in its home)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the rounds, run A once more per workload under py-spy and show its steps",
     )
     parser.add_argument(
         "--results-dir",
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{workload.name} round {round_number}/{arguments.rounds} {variant}: "
                         f"{result.wall_seconds:.2f} s, peak RSS {peak_mb:.0f} MB"
                     )
+            if arguments.profile:
+                _profile(env, workload, console)
     summaries = summarize(results)
     print_summary(Console(), summaries)
     database_url = arguments.prefect_database_url
@@ -119,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(f"Wrote {', '.join(str(path) for path in written)}")
     return 0
+
+
+def _profile(env: BenchEnvironment, workload: Workload, console: Console) -> None:
+    """One more A run under py-spy (not counted: sampling slows it); its time per step."""
+    profile = env.root / f"profile-{workload.name}-A.txt"
+    result = run_once(env, PROJECT, workload, 0, workload.jobs, profile=profile)
+    table = Table(title=f"A over {workload.name} under py-spy ({result.wall_seconds:.2f} s)")
+    for header in ("where", "thread-seconds", "per job"):
+        table.add_column(header, justify="left" if header == "where" else "right")
+    for where, seconds in step_seconds(profile).items():
+        table.add_row(where, f"{seconds:.2f}", f"{seconds / workload.jobs * 1000:.0f} ms")
+    console.print(table)
+    console.print(f"Stacks: {profile} (flamegraph.pl or speedscope.app read them)")
 
 
 def _settings() -> dict[str, object]:

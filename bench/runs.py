@@ -71,9 +71,15 @@ class BenchEnvironment:
 
 
 def run_once(
-    env: BenchEnvironment, variant: str, workload: Workload, round_number: int, jobs: int
+    env: BenchEnvironment,
+    variant: str,
+    workload: Workload,
+    round_number: int,
+    jobs: int,
+    profile: Path | None = None,
 ) -> RunResult:
-    """Run `variant` over the first `jobs` files of `workload`; check the bucket, empty it."""
+    """Run `variant` over the first `jobs` files of `workload`; check the bucket, empty it.
+    With `profile`, py-spy samples the run and writes its stacks there (collapsed format)."""
     run_dir = env.root / "runs" / f"{workload.name}-{round_number}-{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "work").mkdir(parents=True)
@@ -94,10 +100,15 @@ def run_once(
         plan = run_dir / "plan.json"
         plan.write_text(json.dumps(_baseline_plan(env, sources, prefix, run_dir / "work")))
         command = ["bench.baseline", str(plan)]
+    command = [sys.executable, "-m", "bench.measured", str(result_file), *command]
+    if profile is not None:
+        # Every thread, on CPU or waiting (--idle): where the wall time goes, not only the CPU.
+        sampler = [shutil.which("py-spy") or "py-spy", "record", "--idle", "--threads", "-r", "100"]
+        command = [*sampler, "-f", "raw", "-o", str(profile), "--", *command]
     with (run_dir / "stdout.txt").open("w") as stdout, (run_dir / "stderr.log").open("w") as log:
         started = time.perf_counter()
         finished = subprocess.run(
-            [sys.executable, "-m", "bench.measured", str(result_file), *command],
+            command,
             stdout=stdout,
             stderr=log,
             env=child_env,
@@ -107,7 +118,9 @@ def run_once(
     if finished.returncode != 0:
         raise RuntimeError(f"run {run_dir.name} exited {finished.returncode}: see {log.name}")
     if variant == PROJECT:
-        _check_sweep_report(json.loads((run_dir / "stdout.txt").read_text()), jobs)
+        output = (run_dir / "stdout.txt").read_text()
+        # The report is the JSON object in the output (py-spy, when profiling, adds lines).
+        _check_sweep_report(json.loads(output[output.index("{") : output.rindex("}") + 1]), jobs)
     uploaded = _check_and_empty_bucket(prefix, jobs)
     measured = json.loads(result_file.read_text())
     shutil.rmtree(run_dir / "work", ignore_errors=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.profiles import step_seconds
 from bench.report import summarize, write_results
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
@@ -39,3 +40,21 @@ def test_medians_ratio_and_overhead_per_job_against_the_targets(tmp_path: Path) 
 def test_workload_files_are_named_per_job() -> None:
     files = WORKLOADS["W2"].files(Path("/w"))
     assert len(files) == 40 and files[0] == Path("/w/W2/w2-000.mp4")
+
+
+def test_profile_time_is_summed_per_step_and_engine(tmp_path: Path) -> None:
+    raw = tmp_path / "profile.txt"
+    thread = "thread (0x1): ThreadPoolExecutor-0_0"
+    steps = f"{thread};_retry_in_this_run (flows/sweep.py:9);run_upload_steps (flows/r.py:3)"
+    raw.write_text(
+        f"{steps};run_task_sync (prefect/task_engine.py:1);claim_job (tasks/jobs.py:5) 30\n"
+        f"{steps};run_task_sync (prefect/task_engine.py:1);upload_to_spaces (tasks/u.py:7);"
+        "upload_video (upload_jobs/spaces.py:144) 120\n"
+        f"{steps};run_task_sync (prefect/task_engine.py:1) 50\n"
+        "thread (0x2): MainThread;main (bench/x.py:1) 400\n"
+    )
+    assert step_seconds(raw) == {
+        "upload_to_spaces": 1.2,
+        "task engine between steps": 0.5,
+        "claim_job": 0.3,
+    }

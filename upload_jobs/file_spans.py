@@ -50,7 +50,9 @@ class FileSpan(io.RawIOBase):
         wanted = left if size is None or size < 0 else min(size, left)
         if wanted <= 0:
             return b""
-        self._file.seek(self._start + self._position)
+        # botocore reads a body in 8-64 KiB blocks: seek only when something moved the file.
+        if self._file.tell() != self._start + self._position:
+            self._file.seek(self._start + self._position)
         data = self._file.read(wanted)
         self._position += len(data)
         return data

@@ -3,13 +3,13 @@
 A boto3 client is thread-safe, but building one loads and parses botocore's endpoint and S3
 service JSON: 77 ms on an idle core, several times that while ffmpeg and other uploads run. A
 sweep builds one per upload, so a fresh client per call was the largest cost of a small job
-(bench/RESULTS.md). The credentials are still resolved on every call, so a rotated key or a
-changed environment gets a new client.
+(README "Benchmarks"). A change to the AWS credential variables gets a new client.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -26,22 +26,26 @@ if TYPE_CHECKING:
 CACHED_CLIENTS = 16
 
 
+# Where boto3's standard chain finds credentials without a network call. A client is kept while
+# these stay the same; refreshable credentials (roles, SSO) refresh inside the client.
+CREDENTIAL_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)  # fmt: skip
+
+
 def make_s3_client(settings: Settings) -> S3Client:
     """An S3 client for Spaces; credentials come from boto3's standard chain only."""
-    credentials = boto3.session.Session().get_credentials()
-    identity = ""
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
-        # A digest, so the cache's key never holds the secret itself.
-        parts = (frozen.access_key or "", frozen.secret_key or "", frozen.token or "")
-        identity = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    # A digest, so the cache's key never holds a secret itself.
+    environment = "\0".join(os.environ.get(name, "") for name in CREDENTIAL_ENV_VARS)
     return _shared_client(
         settings.endpoint_url,
         settings.region,
         settings.s3_max_attempts,
         settings.upload_concurrency,
-        identity,
+        hashlib.sha256(environment.encode()).hexdigest(),
     )
 
 
@@ -51,10 +55,15 @@ def _shared_client(
     region: str,
     max_attempts: int,
     upload_concurrency: int,
-    credentials_identity: str,
+    credentials_environment: str,
 ) -> S3Client:
-    """A new client for these settings; `credentials_identity` only keys the cache (the
+    """A new client for these settings; `credentials_environment` only keys the cache (the
     client's own session resolves, and refreshes, the credentials)."""
+    session = boto3.session.Session()
+    credentials = session.get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
     config = Config(
         # boto3 >= 1.36 adds CRC32 trailers by default, which S3-compatible stores choke on.
         request_checksum_calculation="when_required",
@@ -67,9 +76,7 @@ def _shared_client(
         # Shared by every upload in the process: a sweep runs several, each sending parts at once.
         max_pool_connections=max(64, upload_concurrency * 8),
     )
-    return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint_url, region_name=region, config=config
-    )
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def forget_s3_clients() -> None:

@@ -46,6 +46,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; every option has a default that reproduces RESULTS.md."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="A B pairs per workload (3)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="at most this many jobs per workload: a quick check (the targets are for all)",
+    )
     parser.add_argument("--workloads", default="W1,W2,W3", help="which, comma-separated")
     parser.add_argument(
         "--work-dir",
@@ -71,8 +77,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     arguments = parser.parse_args(argv)
     unknown = set(arguments.workloads.split(",")) - set(WORKLOADS)
-    if unknown or arguments.rounds < 1:
-        parser.error(f"--workloads takes {', '.join(WORKLOADS)}; --rounds at least 1")
+    if unknown or arguments.rounds < 1 or (arguments.jobs is not None and arguments.jobs < 1):
+        parser.error(f"--workloads takes {', '.join(WORKLOADS)}; --rounds and --jobs at least 1")
     return arguments
 
 
@@ -107,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             # The first pass over a workload's files pays for reading them from disk and for
             # the S3 server's first allocations: not what either side costs.
             console.print(f"Warm-up run of B over {workload.name} (not counted)")
-            run_once(env, BASELINE, workload, 0, workload.jobs)
+            jobs = min(workload.jobs, arguments.jobs or workload.jobs)
+            run_once(env, BASELINE, workload, 0, jobs)
             for round_number in range(1, arguments.rounds + 1):
                 for variant in (PROJECT, BASELINE):
-                    result = run_once(env, variant, workload, round_number, workload.jobs)
+                    result = run_once(env, variant, workload, round_number, jobs)
                     results.append(result)
                     peak_mb = result.peak_rss_bytes / 1e6
                     console.print(
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{result.wall_seconds:.2f} s, peak RSS {peak_mb:.0f} MB"
                     )
             if arguments.profile:
-                _profile(env, workload, console)
+                _profile(env, workload, jobs, console)
     summaries = summarize(results)
     print_summary(Console(), summaries)
     database_url = arguments.prefect_database_url
@@ -130,15 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _profile(env: BenchEnvironment, workload: Workload, console: Console) -> None:
+def _profile(env: BenchEnvironment, workload: Workload, jobs: int, console: Console) -> None:
     """One more A run under py-spy (not counted: sampling slows it); its time per step."""
     profile = env.root / f"profile-{workload.name}-A.txt"
-    result = run_once(env, PROJECT, workload, 0, workload.jobs, profile=profile)
+    result = run_once(env, PROJECT, workload, 0, jobs, profile=profile)
     table = Table(title=f"A over {workload.name} under py-spy ({result.wall_seconds:.2f} s)")
     for header in ("where", "thread-seconds", "per job"):
         table.add_column(header, justify="left" if header == "where" else "right")
     for where, seconds in step_seconds(profile).items():
-        table.add_row(where, f"{seconds:.2f}", f"{seconds / workload.jobs * 1000:.0f} ms")
+        table.add_row(where, f"{seconds:.2f}", f"{seconds / jobs * 1000:.0f} ms")
     console.print(table)
     console.print(f"Stacks: {profile} (flamegraph.pl or speedscope.app read them)")
 

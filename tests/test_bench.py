@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ from bench.profiles import step_seconds
 from bench.report import summarize, write_results
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(variant: str, workload: str, round_number: int, wall: float, rss_mb: int) -> RunResult:
@@ -58,3 +63,21 @@ def test_profile_time_is_summed_per_step_and_engine(tmp_path: Path) -> None:
         "task engine between steps": 0.5,
         "claim_job": 0.3,
     }
+
+
+def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
+    """bench/run.py as a person runs it, on 3 jobs of W2 for one round: real ffmpeg, the S3
+    server and Prefect server processes, both variants; only the results' shape is checked."""
+    command = [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--workloads", "W2"]
+    command += ["--rounds", "1", "--jobs", "3", "--work-dir", str(tmp_path / "work")]
+    command += ["--results-dir", str(tmp_path)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    document = json.loads((tmp_path / "results.json").read_text())
+    [w2] = document["workloads"]
+    assert (w2["workload"], w2["jobs"], w2["rounds"]) == ("W2", 3, 1)
+    assert sorted(r["variant"] for r in document["runs"]) == ["A", "B"]
+    assert all(r["uploaded_bytes"] > 3 * 1_000_000 for r in document["runs"])  # 3 files of ~2 MB
+    assert document["machine"]["cores"] and "| W2 | 3 |" in (tmp_path / "RESULTS.md").read_text()
+    assert "upload-jobs sweep (A)" in finished.stdout  # the table

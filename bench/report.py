@@ -172,6 +172,7 @@ def write_results(
     settings: dict[str, Any],
 ) -> tuple[Path, Path]:
     """bench/results.json (everything) and bench/RESULTS.md (the table and the machine)."""
+    directory.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = directory / "results.json", directory / "RESULTS.md"
     document = {
         "machine": machine,
@@ -213,7 +214,7 @@ def _markdown(
 
 def print_summary(console: Console, summaries: list[WorkloadSummary]) -> None:
     """The table, then one line per workload whose target was not met."""
-    console.print(results_table(summaries), width=max(console.width, 110))
+    console.print(results_table(summaries))
     for s in summaries:
         if not s.target_met:
             console.print(f"{s.workload}: target {s.target} not met (see bench/RESULTS.md)")

@@ -70,14 +70,15 @@ def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
     server and Prefect server processes, both variants; only the results' shape is checked."""
     command = [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--workloads", "W2"]
     command += ["--rounds", "1", "--jobs", "3", "--work-dir", str(tmp_path / "work")]
-    command += ["--results-dir", str(tmp_path)]
+    command += ["--results-dir", str(tmp_path / "results")]  # made if missing
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
 
     assert finished.returncode == 0, finished.stderr[-3000:]
-    document = json.loads((tmp_path / "results.json").read_text())
+    document = json.loads((tmp_path / "results" / "results.json").read_text())
     [w2] = document["workloads"]
     assert (w2["workload"], w2["jobs"], w2["rounds"]) == ("W2", 3, 1)
     assert sorted(r["variant"] for r in document["runs"]) == ["A", "B"]
     assert all(r["uploaded_bytes"] > 3 * 1_000_000 for r in document["runs"])  # 3 files of ~2 MB
-    assert document["machine"]["cores"] and "| W2 | 3 |" in (tmp_path / "RESULTS.md").read_text()
+    markdown = (tmp_path / "results" / "RESULTS.md").read_text()
+    assert document["machine"]["cores"] and "| W2 | 3 |" in markdown
     assert "upload-jobs sweep (A)" in finished.stdout  # the table

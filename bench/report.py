@@ -170,10 +170,13 @@ def write_results(
     results: list[RunResult],
     machine: dict[str, Any],
     settings: dict[str, Any],
+    suffix: str = "",
 ) -> tuple[Path, Path]:
-    """bench/results.json (everything) and bench/RESULTS.md (the table and the machine)."""
+    """bench/results.json (everything) and bench/RESULTS.md (the table and the machine), their
+    names ending in `suffix` (an emulated link's label) when given."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = directory / "results.json", directory / "RESULTS.md"
+    json_path = directory / f"results{suffix}.json"
+    markdown_path = directory / f"RESULTS{suffix}.md"
     document = {
         "machine": machine,
         "settings": settings,
@@ -195,6 +198,8 @@ def _markdown(
         "project's sweep (`upload-jobs sweep`, with its Prefect server and job database); B "
         "is a raw ffmpeg + boto3 loop with the same ffmpeg command, transfer settings and "
         "concurrency. Wall times are whole processes, medians of the rounds run A B A B ...",
+        "",
+        f"Link to the S3 server: {settings.get('link to the S3 server', 'loopback')}.",
         "",
         "| workload | jobs | A (s) | B (s) | A/B | overhead per job | peak RSS A | "
         "peak RSS B | target |",

@@ -21,6 +21,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: `bench` is not importable
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.link import Link  # noqa: E402
 from bench.profiles import step_seconds  # noqa: E402
 from bench.report import machine_info, print_summary, summarize, write_results  # noqa: E402
 from bench.runs import (  # noqa: E402
@@ -65,6 +66,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="the Prefect server's database (default: SQLite in its home)",
     )
     parser.add_argument(
+        "--link-mbit",
+        type=float,
+        default=None,
+        help="put an emulated link of this bandwidth (each way) in front of the S3 server",
+    )
+    parser.add_argument("--link-rtt-ms", type=float, default=20.0, help="its round trip (20)")
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the rounds, run A once more per workload under py-spy and show its steps",
@@ -96,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     _compile_bytecode()
     ffmpeg = resolve_ffmpeg()
     ensure_workloads(workloads, root / "workloads", ffmpeg, console.print)
+    link = Link(arguments.link_mbit, arguments.link_rtt_ms) if arguments.link_mbit else None
     results: list[RunResult] = []
     with (
-        s3_server(root) as endpoint,
+        s3_server(root, link) as endpoint,
         prefect_server(root / "prefect-home", arguments.prefect_database_url) as api_url,
     ):
         env = BenchEnvironment(root, root / "workloads", ffmpeg, endpoint, api_url)
@@ -131,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(Console(width=max(Console().width, 110)), summaries)
     database_url = arguments.prefect_database_url
     database = redacted_url(database_url) if database_url else "SQLite (in PREFECT_HOME)"
+    settings = _settings() | {"link to the S3 server": link.describe() if link else "loopback"}
     written = write_results(
-        arguments.results_dir, summaries, results, machine_info(ffmpeg, database), _settings()
+        arguments.results_dir,
+        summaries,
+        results,
+        machine_info(ffmpeg, database),
+        settings,
+        suffix=f"-{link.label()}" if link else "",
     )
     console.print(f"Wrote {', '.join(str(path) for path in written)}")
     return 0

@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.link import Link
+
 READY_TIMEOUT_SECONDS = 120.0
 STOP_GRACE_SECONDS = 10.0
 
@@ -35,12 +37,16 @@ def _log_tail(log: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def s3_server(log_dir: Path) -> Iterator[str]:
-    """`python -m bench.s3_server` (moto over HTTP on 127.0.0.1); yields its endpoint URL."""
+def s3_server(log_dir: Path, link: Link | None = None) -> Iterator[str]:
+    """`python -m bench.s3_server` (moto over HTTP on 127.0.0.1), behind `link` if given;
+    yields the endpoint URL to use."""
     log = log_dir / "s3-server.log"
+    command = [sys.executable, "-m", "bench.s3_server"]
+    if link is not None:
+        command += ["--link-mbit", str(link.mbit_per_second), "--link-rtt-ms", str(link.rtt_ms)]
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.s3_server"],
+            command,
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bench.link import Link, LinkProxy
 from bench.profiles import step_seconds
 from bench.report import summarize, write_results
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
+from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.settings import Settings
+from upload_jobs.spaces import make_s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +87,24 @@ def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
     markdown = (tmp_path / "results" / "RESULTS.md").read_text()
     assert document["machine"]["cores"] and "| W2 | 3 |" in markdown
     assert "upload-jobs sweep (A)" in finished.stdout  # the table
+
+
+def test_the_emulated_link_carries_s3_requests_no_faster_than_its_bandwidth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = Link(mbit_per_second=0.8, rtt_ms=100)  # 100,000 bytes a second
+    body = bytes(range(256)) * 400  # 102,400 bytes
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "bench-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "bench-test-secret")
+    with LocalS3Server() as server:
+        proxy = LinkProxy("127.0.0.1", int(server.endpoint_url.rsplit(":", 1)[1]), link).start()
+        settings = Settings(endpoint_url=f"http://127.0.0.1:{proxy.port}", region="us-east-1")
+        client = make_s3_client(settings)
+        client.create_bucket(Bucket="link")
+        started = time.monotonic()
+        client.put_object(Bucket="link", Key="clip.mp4", Body=body)
+        elapsed = time.monotonic() - started
+
+        assert client.get_object(Bucket="link", Key="clip.mp4")["Body"].read() == body
+    # A lower bound only: the body cannot cross faster than the link's bandwidth allows.
+    assert elapsed >= len(body) / link.bytes_per_second

@@ -222,4 +222,4 @@ def print_summary(console: Console, summaries: list[WorkloadSummary]) -> None:
     console.print(results_table(summaries))
     for s in summaries:
         if not s.target_met:
-            console.print(f"{s.workload}: target {s.target} not met (see bench/RESULTS.md)")
+            console.print(f"{s.workload}: target {s.target} not met")

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=3600, gt=0)
     # A step's progress artifact in the Prefect UI is made once the step has run this long:
     # for a step that ends sooner it would cost 2-3 server round trips (~40 ms each measured
-    # under a sweep, bench/RESULTS.md) to show a bar that is already full.
+    # under a sweep, README "Benchmarks") to show a bar that is already full.
     progress_artifact_after_seconds: float = Field(default=1.0, ge=0)
     # Prefect global concurrency limits (created by `upload-jobs setup`). Off by default: each
     # slot is a server round trip (median ~50 ms, with 2-3 s stalls on a busy SQLite-backed

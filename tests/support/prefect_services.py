@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-# Schedules, automations, late and paused runs, worker health, cleanups: no test waits for any
-# of them, and on a SQLite-backed server each is one more writer contending for the database
-# lock (Prefect 3.8.8's server then stalls and answers 503; PrefectHQ/prefect#23051). Runs, task
-# runs, events and logs are still recorded as on any server.
+# Schedules, automations, late and paused runs, worker health, cleanups: no test waits for any of
+# them, and on a SQLite-backed server each is one more writer contending for the database lock
+# (Prefect's server, 3.8.8 as 3.9.1, then stalls and answers 503; PrefectHQ/prefect#23051). Runs,
+# task runs, events and logs are still recorded as on any server.
 UNUSED_SERVER_SERVICES = (
     "SCHEDULER",
     "TRIGGERS",

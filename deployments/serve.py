@@ -25,6 +25,11 @@ from flows.sweep import sweep_failed_uploads
 
 # A sweep that is still running when the next one is due makes the new one pointless (it would
 # find the same jobs): cancel it rather than queue sweeps up behind a slow one.
+# Why serving needs a real server, for the refusal when there is none.
+SERVE_NEEDS = (
+    "`upload-jobs serve`",
+    "Prefect's runner cannot schedule runs on a temporary server, so the sweep would never fire",
+)
 ONE_SWEEP_AT_A_TIME = ConcurrencyLimitConfig(
     limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
 )
@@ -123,7 +128,7 @@ def serve_deployments(
 
     `limit` caps flow runs at once in this process; `poll_seconds` is how often it asks for work.
     """
-    require_prefect_server()  # fail now, not after Prefect has started a throwaway server
+    require_prefect_server(*SERVE_NEEDS)  # fail now, not after Prefect started a throwaway one
     served = deployments if deployments is not None else build_deployments()
     serve(*served, limit=limit, query_seconds=poll_seconds, print_starting_message=False)
 

@@ -79,7 +79,9 @@ def set_up_prefect(ffmpeg_slots: int, upload_slots: int) -> list[PrefectResource
     The limits get the names the tasks use (`UPLOAD_JOBS_FFMPEG_SLOTS_LIMIT`, `..._UPLOAD_...`).
     """
     settings = get_settings()
-    require_prefect_server()
+    require_prefect_server(
+        "`upload-jobs setup`", "the work pool and limits it makes live on that server for workers"
+    )
     with get_client(sync_client=True) as client:
         return [
             ensure_work_pool(client),

@@ -20,7 +20,10 @@ from upload_jobs.store import JobStore
 
 def require_retry_deployment() -> None:
     """Raise `PrefectUnavailable`, saying what to start, unless the server has the deployment."""
-    url = require_prefect_server()
+    url = require_prefect_server(
+        f"Running on {RETRY_DEPLOYMENT}",
+        "its runs are picked up by `upload-jobs serve` or a worker",
+    )
     with get_client(sync_client=True) as client:
         try:
             client.read_deployment_by_name(RETRY_DEPLOYMENT)

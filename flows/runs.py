@@ -11,7 +11,7 @@ from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
-from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable
+from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable, UploadJobError
 from upload_jobs.models import JobStatus
 from upload_jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
 from upload_jobs.settings import get_settings
@@ -20,6 +20,7 @@ from upload_jobs.store import JobStore
 
 def run_retry_flow(job_id: int) -> RetryOutcome:
     """Run the retry flow for `job_id` here and now; never raises for a failed job."""
+    expected_failures_in_one_line()
     with without_heartbeats():
         state = retry_upload_job(job_id, return_state=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
@@ -47,6 +48,29 @@ def prefect_console_handlers() -> set[PrefectConsoleHandler]:
         for handler in logger.handlers
         if isinstance(handler, PrefectConsoleHandler)
     }
+
+
+class _ExpectedFailuresInOneLine(logging.Formatter):
+    """Prefect's console format, but a failure this project raises on purpose (a missing source,
+    a job already completed) without its traceback: its message says it all. The Prefect UI
+    still gets the traceback; a bug (any other exception) still prints it here."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as Prefect prints it, minus the traceback of an `UploadJobError`."""
+        if record.exc_info and isinstance(record.exc_info[1], UploadJobError):
+            record = logging.makeLogRecord(record.__dict__ | {"exc_info": None, "exc_text": None})
+        return self.inner.format(record)
+
+
+def expected_failures_in_one_line() -> None:
+    """Make Prefect's terminal output show expected failures in one line (see the formatter)."""
+    for handler in prefect_console_handlers():
+        if not isinstance(handler.formatter, _ExpectedFailuresInOneLine):
+            handler.setFormatter(_ExpectedFailuresInOneLine(handler.formatter))
 
 
 @contextmanager

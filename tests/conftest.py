@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,10 @@ POSTGRES_URL = os.environ.get("UPLOAD_JOBS_TEST_POSTGRES_URL")
 # Distinctive values: the secrets tests search every output for them.
 TEST_ACCESS_KEY = "AKIATESTLEAKCHECK0001"
 TEST_SECRET_KEY = "SECRETxyz-do-not-leak-4242"
+
+# A Prefect server a developer runs on the default port must not change what the tests see: no
+# test uses one unless it says so (tests/test_first_contact.py tests the product's defaults).
+os.environ["UPLOAD_JOBS_LOCAL_PREFECT_API_URL"] = ""
 
 DATABASE_KINDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 # For tests about S3, ffmpeg, crashes or workers rather than the database dialect (the store's
@@ -126,15 +131,42 @@ def prefect_server() -> Iterator[None]:
             yield
 
 
-@pytest.fixture(scope="session")
-def ffmpeg() -> str:
-    """The ffmpeg binary the product itself would use."""
-    return resolve_ffmpeg()
+def ffmpeg_binaries() -> dict[str, str]:
+    """Each ffmpeg users have, by a name with its version: the one on PATH (Debian's 5.1, say)
+    and the one imageio-ffmpeg bundles (9.0.2); one entry when they are the same file."""
+    import imageio_ffmpeg
+
+    found: dict[str, str] = {}
+    for origin, binary in (("path", shutil.which("ffmpeg")), ("bundled", None)):
+        binary = binary or (imageio_ffmpeg.get_ffmpeg_exe() if origin == "bundled" else None)
+        if binary and os.path.realpath(binary) not in map(os.path.realpath, found.values()):
+            found[f"{origin}-{ffmpeg_version(binary)}"] = binary
+    return found
+
+
+def ffmpeg_version(binary: str) -> str:
+    """`5.1.9` (of `5.1.9-0+deb12u1`) or `9.0.2` (of `n9.0.2-17-g2a57...`): `ffmpeg -version`."""
+    first = subprocess.run([binary, "-version"], capture_output=True, text=True).stdout
+    if " version " not in first:
+        return "unknown"
+    return first.split(" version ", 1)[1].split(" ", 1)[0].split("-", 1)[0].removeprefix("n")
+
+
+FFMPEG_BINARIES = ffmpeg_binaries()
+
+
+@pytest.fixture(scope="session", params=sorted(FFMPEG_BINARIES))
+def ffmpeg(request: pytest.FixtureRequest) -> str:
+    """Each ffmpeg binary in turn (PATH's and the bundled one): tests of what ffmpeg does run
+    with both, since their behaviour and messages differ."""
+    return FFMPEG_BINARIES[request.param]
 
 
 @pytest.fixture(scope="session")
-def clip_library(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, Path]:
-    """Sample clips generated once per session with lavfi; tests copy what they use."""
+def clip_library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Sample clips generated once per session with lavfi by the ffmpeg the product would use;
+    tests copy what they use."""
+    ffmpeg = resolve_ffmpeg()
     folder = tmp_path_factory.mktemp("clips")
     return {
         "moov_at_end": samples.make_moov_at_end_mp4(folder / "moov-at-end.mp4", ffmpeg=ffmpeg),

@@ -83,20 +83,25 @@ def test_via_deployment_without_server_or_deployment_says_what_to_start(
     settings: Settings, clip: Callable[[str, str], Path]
 ) -> None:
     job = JobStore(settings.database_url).add_job(str(clip("faststart", "a.mp4")), "videos/a.mp4")
+    # Nothing was run, so these are exit 2, like a bad setting, not 1 (a job that failed).
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         code, output = invoke("retry", str(job.id), "--via-deployment")
-        assert code == 1 and "No Prefect server is configured" in output
+        output = " ".join(output.split())  # rich wraps long lines
+        assert code == 2 and "needs a Prefect server that keeps running" in output, output
+        assert "none is configured or running on this machine" in output
         code, output = invoke("serve", "--json")
-        assert code == 1 and "prefect server start" in json.loads(output)["error"]
+        error = json.loads(output)["error"]
+        assert code == 2 and "prefect server start" in error
+        assert "cannot schedule runs on a temporary server" in error
 
     delete_deployments()
     code, output = invoke("retry", str(job.id), "--via-deployment")
     output = " ".join(output.split())  # rich wraps long lines
-    assert code == 1, output
+    assert code == 2, output
     assert f"has no deployment {RETRY_DEPLOYMENT}" in output
     assert "start `upload-jobs serve` first" in output and "Traceback" not in output
     code, output = invoke("sweep", "--mode", "distributed", "--json")
-    assert code == 1 and "upload-jobs serve" in json.loads(output)["error"]
+    assert code == 2 and "upload-jobs serve" in json.loads(output)["error"]
     code, _ = invoke("retry", "999", "--via-deployment")
     assert code == 2
     assert JobStore(settings.database_url).get_job(job.id or 0).status == JobStatus.PENDING

@@ -15,6 +15,7 @@ from upload_jobs.cli_errors import (
     EXIT_USAGE,
     JsonOption,
     JsonUsageErrors,
+    announce,
     console,
     err_console,
     fail,
@@ -23,14 +24,14 @@ from upload_jobs.cli_errors import (
 from upload_jobs.cli_prefect import flow_parameters, serve, setup
 from upload_jobs.cli_reconcile import reconcile
 from upload_jobs.database import redacted_url
-from upload_jobs.errors import SourceMissing, UploadJobError
+from upload_jobs.errors import JobAlreadyCompleted, SourceMissing, UploadJobError
 from upload_jobs.files import check_source_file
 from upload_jobs.job_pages import MAX_JOB_ID
 from upload_jobs.models import JobStatus
 from upload_jobs.object_keys import object_key_for, sanitize_object_key
 from upload_jobs.retry_outcome import RetryOutcome
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
+from upload_jobs.store import JobStore, claim_refusal
 from upload_jobs.sweeping import SweepMode, SweepReport
 from upload_jobs.web.retries import RetryVia
 
@@ -169,13 +170,19 @@ def retry(
     Exit code 0 when the job ends completed, 1 when it ends failed, 2 for an unknown id.
     """
     with friendly_errors(json_output):
-        store = _store()
-        store.get_job(job_id)
-        if via_deployment:
+        job = _store().get_job(job_id)
+        refusal = claim_refusal(job)
+        if refusal is not None:
+            # No flow run to start (nor a Prefect server): the claim would refuse it the same way.
+            completed = isinstance(refusal, JobAlreadyCompleted)
+            outcome = RetryOutcome(job, completed, str(refusal), flow_run_id=None)
+        elif via_deployment:
             outcome = _retry_via_deployment(job_id, wait, timeout, json_output)
         else:
+            from deployments.server import prefect_server_for_runs
             from flows.runs import run_retry_flow
 
+            prefect_server_for_runs(announce)
             outcome = run_retry_flow(job_id)
         if json_output:
             presenters.print_json(
@@ -260,10 +267,15 @@ def sweep(
             from deployments.trigger import require_retry_deployment
 
             require_retry_deployment()
+        from deployments.server import prefect_server_for_runs
         from flows.heartbeats import without_heartbeats
+        from flows.runs import expected_failures_in_one_line
         from flows.sweep import sweep_failed_uploads
 
-        with without_heartbeats():  # run here, watched: no need to pay the ~1 s join at its end
+        prefect_server_for_runs(announce)
+        expected_failures_in_one_line()
+        # Run here, watched: no need to pay the heartbeat thread's join at its end.
+        with without_heartbeats():
             state = sweep_failed_uploads(**parameters, return_state=True)
         if not state.is_completed():
             fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
@@ -304,7 +316,7 @@ def web(
 
     with friendly_errors(json_output=False):
         settings = get_settings()
-        setup = choose_retry_setup(retry_via, settings.web_retry_workers)
+        setup = choose_retry_setup(retry_via, settings.web_retry_workers, announce)
         server = WebServer(settings, setup, host or settings.web_host, _port(port))
         server.serve_until_interrupted(
             lambda url: console.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -19,9 +19,8 @@ from typer.core import TyperCommand
 from deployments import PrefectUnavailable
 from upload_jobs import presenters
 from upload_jobs.database import redacted_url
-from upload_jobs.errors import JobNotFound, UploadJobError
+from upload_jobs.errors import JobNotFound, UploadJobError, WebAccessRefused
 from upload_jobs.settings import get_settings
-from upload_jobs.web.access import WebAccessRefused
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -31,6 +30,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 # No emoji codes: a file named ":smile:.mp4" must be printed as it is named.
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
+
+
+def announce(message: str) -> AbstractContextManager[object]:
+    """Show `message` on stderr while the block runs: a spinner on a terminal, else one line."""
+    if err_console.is_terminal:
+        return err_console.status(escape(message))
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+    return nullcontext()
 
 
 def fail(message: str, code: int, json_output: bool, **extra: object) -> NoReturn:
@@ -78,7 +85,8 @@ def friendly_errors(json_output: bool) -> Iterator[None]:
     except UploadJobError as exc:
         fail(str(exc), EXIT_FAILED, json_output, error_kind=exc.error_kind)
     except PrefectUnavailable as exc:
-        fail(str(exc), EXIT_FAILED, json_output)
+        # Nothing was run: a setup problem, like a bad setting, not a job that failed.
+        fail(str(exc), EXIT_USAGE, json_output)
     except WebAccessRefused as exc:
         fail(str(exc), EXIT_USAGE, json_output)
     except ValidationError as exc:

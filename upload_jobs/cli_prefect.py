@@ -43,10 +43,10 @@ def serve(
 ) -> None:
     """Serve retry-upload-job/on-demand and the scheduled sweep from this process until Ctrl-C."""
     with friendly_errors(json_output):
-        from deployments.serve import build_deployments, describe, serve_deployments
+        from deployments.serve import SERVE_NEEDS, build_deployments, describe, serve_deployments
         from deployments.server import prefect_ui_url, require_prefect_server
 
-        api_url = require_prefect_server()
+        api_url = require_prefect_server(*SERVE_NEEDS)
         deployments = build_deployments(
             sweep_cron, flow_parameters(mode=sweep_mode, limit=sweep_limit)
         )

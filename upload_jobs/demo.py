@@ -13,11 +13,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from upload_jobs import presenters, samples
 from upload_jobs.database import dispose_engines
 from upload_jobs.files import format_megabytes
+from upload_jobs.fitted_table import Column, FittedTable
 from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.media import resolve_ffmpeg
 from upload_jobs.models import JobStatus
@@ -138,12 +138,18 @@ def _steps_line(store: JobStore, job_id: int) -> str:
     return "steps: " + " -> ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items())
 
 
-def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
+def _objects_table(root: Path) -> tuple[FittedTable, list[dict[str, Any]]]:
     settings = get_settings()
     client = make_s3_client(settings)
-    table = Table(title=f"Objects in s3://{settings.bucket} (local server {settings.endpoint_url})")
-    for column in ("KEY", "SIZE", "CONTENT-TYPE", "LAYOUT"):
-        table.add_column(column)
+    table = FittedTable(
+        [
+            Column("KEY", shrinkable=True, min_width=12),
+            Column("SIZE", justify="right"),
+            Column("CONTENT-TYPE"),
+            Column("LAYOUT", shrinkable=True, min_width=10),
+        ],
+        title=f"Objects in s3://{settings.bucket} (local server {settings.endpoint_url})",
+    )
     rows: list[dict[str, Any]] = []
     listing = client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])
     for entry in listing:
@@ -161,14 +167,16 @@ def _objects_table(root: Path) -> tuple[Table, list[dict[str, Any]]]:
                 "layout": layout,
             }
         )
-        table.add_row(escape(key), format_megabytes(entry["Size"]), content_type, layout)
+        table.add_row(key, format_megabytes(entry["Size"]), content_type, layout)
     return table, rows
 
 
 def run_demo(console: Console, json_output: bool = False, web_port: int | None = None) -> int:
     """Run the demo end to end; 0 when every job ended as expected. With `web_port`, then keep
     the local S3 server and serve the jobs page on that port until interrupted."""
+    from deployments.server import prefect_server_for_runs
     from flows.runs import prefect_console_muted, run_retry_flow
+    from upload_jobs.cli_errors import announce
 
     def say(message: str) -> None:
         if not json_output:
@@ -199,9 +207,11 @@ def run_demo(console: Console, json_output: bool = False, web_port: int | None =
                 )
                 assert job.id is not None
                 expected[job.id] = video
+            with prefect_console_muted():  # the notice below says what Prefect's log would
+                server = prefect_server_for_runs(announce)
             say(
-                f"Registered {len(expected)} failed upload jobs; retrying each as a Prefect "
-                "flow run (claim, check, optimize, measure, upload, mark, clean up)..."
+                f"Registered {len(expected)} failed upload jobs; retrying each as a flow run on "
+                f"the {server.describe}: claim, check, optimize, measure, upload, mark, clean up"
             )
             surprises: list[str] = []
             for job_id, video in expected.items():

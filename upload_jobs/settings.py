@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     progress_artifact_after_seconds: float = Field(default=1.0, ge=0)
     # Prefect global concurrency limits (created by `upload-jobs setup`). Off by default: each
     # slot is a server round trip (median ~50 ms, with 2-3 s stalls on a busy SQLite-backed
-    # Prefect server in Prefect 3.8.8), worth it when several workers share Spaces and CPUs.
+    # Prefect server, measured in Prefect 3.8.8; 3.9.1's concurrency code is the same), worth it
+    # when several workers share Spaces and CPUs.
     use_concurrency_limits: bool = False
     ffmpeg_slots_limit: str = "ffmpeg-slots"
     upload_slots_limit: str = "upload-slots"
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_token: SecretStr | None = None
     web_retry_workers: int = Field(default=2, ge=1, le=16)
+    # Without PREFECT_API_URL, a Prefect server answering here is used instead of starting a
+    # temporary one (a retry takes ~2 s instead of ~7, README "Every-day commands"); empty: never.
+    local_prefect_api_url: str = "http://127.0.0.1:4200/api"
 
     def resolved_public_base_url(self) -> str:
         """The base of public links: the setting, else the bucket's Spaces CDN host."""

@@ -14,7 +14,13 @@ from sqlmodel import col, select
 
 from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.database import session_for
-from upload_jobs.errors import ErrorKind, JobAlreadyCompleted, JobInProgress, JobNotFound
+from upload_jobs.errors import (
+    ErrorKind,
+    JobAlreadyCompleted,
+    JobInProgress,
+    JobNotClaimable,
+    JobNotFound,
+)
 from upload_jobs.live_progress import ProgressTarget, ProgressUpdate
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
 
@@ -52,6 +58,19 @@ def lease_ran_out(now: datetime) -> ColumnElement[bool]:
     return and_(
         col(UploadJob.status) == JobStatus.IN_PROGRESS, col(UploadJob.lease_expires_at) < now
     )
+
+
+def claim_refusal(job: UploadJob) -> JobNotClaimable | None:
+    """Why a run could not claim `job` as it stands (completed, or held by a run), or None."""
+    if job.status == JobStatus.COMPLETED:
+        return JobAlreadyCompleted(f"Upload job {job.id} is already completed")
+    if job.status == JobStatus.IN_PROGRESS:
+        expires = as_utc(job.lease_expires_at)
+        until = f" until {expires:%Y-%m-%d %H:%M:%S} UTC" if expires else ""
+        return JobInProgress(
+            f"Upload job {job.id} is already in progress (held by {job.lease_owner}{until})"
+        )
+    return None
 
 
 def retry_backoff(attempts: int) -> timedelta:
@@ -173,13 +192,7 @@ class JobStore:
 
     def _why_not_claimable(self, job_id: int) -> Exception:
         job = self.get_job(job_id)
-        if job.status == JobStatus.COMPLETED:
-            return JobAlreadyCompleted(f"Upload job {job_id} is already completed")
-        expires = as_utc(job.lease_expires_at)
-        until = f" until {expires:%Y-%m-%d %H:%M:%S} UTC" if expires else ""
-        return JobInProgress(
-            f"Upload job {job_id} is already in progress (held by {job.lease_owner}{until})"
-        )
+        return claim_refusal(job) or JobInProgress(f"Upload job {job_id} was just taken")
 
     def mark_completed(
         self, claim: ClaimedJob, report: AttemptReport, stored: StoredObject

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import uvicorn
@@ -25,27 +26,36 @@ class RetrySetup:
     description: str
 
 
-def choose_retry_setup(via: RetryVia, workers: int) -> RetrySetup:
-    """The deployment when a Prefect server is configured and serves it (or `via` insists),
-    else background threads of this process; `PrefectUnavailable` if the deployment is asked
-    for and missing."""
-    from prefect.settings import get_current_settings
-
-    from deployments.server import prefect_ui_url
+def choose_retry_setup(
+    via: RetryVia,
+    workers: int,
+    announce: Callable[[str], AbstractContextManager[object]] | None = None,
+) -> RetrySetup:
+    """The deployment when a Prefect server is there and serves it (or `via` insists), else
+    background threads of this process, on a temporary Prefect server when there is no other
+    (started now, `announce` showing it); `PrefectUnavailable` if the deployment is asked for
+    and missing."""
+    from deployments.server import (
+        ServerOrigin,
+        find_prefect_server,
+        prefect_ui_url,
+        start_temporary_server,
+    )
     from deployments.trigger import require_retry_deployment
 
-    configured = bool(get_current_settings().api.url)
-    local = f"in this web process ({workers} at a time)" + (
-        "; their runs show in the Prefect UI" if configured else ""
-    )
-    if via is RetryVia.LOCAL or (via is RetryVia.AUTO and not configured):
-        ui_url = prefect_ui_url() if configured else None
+    server = find_prefect_server()
+    if via is RetryVia.LOCAL or (via is RetryVia.AUTO and server is None):
+        server = server or start_temporary_server(announce or (lambda _: nullcontext()))
+        # The temporary server has no UI to link to.
+        ui_url = None if server.origin is ServerOrigin.TEMPORARY else prefect_ui_url()
+        local = f"in this web process ({workers} at a time) on the {server.describe}"
         return RetrySetup(LocalRetryQueue(workers), ui_url, f"Retries run {local}.")
     try:
         require_retry_deployment()
     except PrefectUnavailable as exc:
         if via is RetryVia.DEPLOYMENT:
             raise
+        local = f"in this web process ({workers} at a time), their runs shown in the Prefect UI"
         return RetrySetup(LocalRetryQueue(workers), prefect_ui_url(), f"Retries run {local}: {exc}")
     return RetrySetup(
         DeploymentRetryQueue(),

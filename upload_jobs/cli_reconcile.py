@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
-from rich.table import Table
 
 from upload_jobs import presenters, spaces
 from upload_jobs.cli_errors import (
@@ -20,6 +19,7 @@ from upload_jobs.cli_errors import (
     fail,
     friendly_errors,
 )
+from upload_jobs.fitted_table import Column, FittedTable
 from upload_jobs.reconcile import ReconcileReport, ReconcileScope, reconcile_jobs
 from upload_jobs.settings import get_settings
 
@@ -84,16 +84,23 @@ def reconcile(
 
 def _print_report(report: ReconcileReport) -> None:
     if report.changes:
-        table = Table(title="Jobs whose status disagreed with the bucket")
-        for column in ("Job", "Object key", "Was", "Now", "Why"):
-            table.add_column(column, overflow="fold")
+        table = FittedTable(
+            [
+                Column("JOB", justify="right"),
+                Column("OBJECT KEY", shrinkable=True, min_width=12),
+                Column("WAS"),
+                Column("NOW"),
+                Column("WHY", shrinkable=True, min_width=12),
+            ],
+            title="Jobs whose status disagreed with the bucket",
+        )
         for change in report.changes:
             table.add_row(
                 str(change.job_id),
-                escape(change.object_key),
+                change.object_key,
                 change.previous_status,
                 change.new_status,
-                escape(change.reason),
+                change.reason,
             )
         console.print(table)
     for job_id, reason in report.undecided.items():

@@ -11,8 +11,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from upload_jobs.files import format_megabytes
+from upload_jobs.fitted_table import Column, FittedTable
 from upload_jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
 from upload_jobs.sweeping import SweepReport
 
@@ -55,36 +57,40 @@ def _size(size: int | None) -> str:
     return format_megabytes(size) if size is not None else "-"
 
 
-def _status(status: str) -> str:
-    style = STATUS_STYLES.get(JobStatus(status), "white")
-    return f"[{style}]{status}[/{style}]"
+def _status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(JobStatus(status), "white"))
 
 
-def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> Table:
-    """The jobs list with an OPTIMIZED column, as `upload-jobs list` prints it."""
-    table = Table(title=title, show_lines=False, expand=False)
-    table.add_column("ID", justify="right")
-    table.add_column("STATUS")
-    table.add_column("OPTIMIZED", justify="center")
-    table.add_column("FILE", overflow="fold", max_width=32)
-    table.add_column("SIZE", justify="right")
-    table.add_column("TRIES", justify="right")
-    table.add_column("RESULT", overflow="fold", max_width=60)
+def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> FittedTable:
+    """The jobs list with an OPTIMIZED column, as `upload-jobs list` prints it: one line per job
+    at any width (`show` and `--json` keep the full values)."""
+    table = FittedTable(
+        [
+            Column("ID", justify="right"),
+            Column("STATUS"),
+            Column("OPTIMIZED", justify="center"),
+            Column("FILE", shrinkable=True, min_width=10),
+            Column("SIZE", justify="right"),
+            Column("TRIES", justify="right"),
+            Column("RESULT", shrinkable=True, min_width=12),
+        ],
+        title=title,
+    )
     for job in jobs:
-        optimized = "[green]yes[/green]" if job.optimized_for_streaming else "no"
-        result = escape(
+        optimized = Text("yes", style="green") if job.optimized_for_streaming else Text("no")
+        result = Text(
             (job.public_url if job.status == JobStatus.COMPLETED else job.last_error) or ""
         )
         if job.error_kind and job.status == JobStatus.FAILED:
-            result = f"[red]{job.error_kind}[/red]: {result}"
+            result = Text.assemble((job.error_kind, "red"), ": ", result)
         table.add_row(
             str(job.id),
-            _status(job.status),
+            _status_text(job.status),
             optimized,
-            escape(Path(job.source_path).name),
+            Path(job.source_path).name,
             _size(job.uploaded_size_bytes or job.source_size_bytes),
             str(job.attempts),
-            result or "",
+            result,
         )
     return table
 
@@ -96,7 +102,7 @@ def job_details_table(job: UploadJob) -> Table:
     table.add_column("value", overflow="fold")
     for name, value in job_as_dict(job).items():
         shown = (
-            _status(value) if name == "status" else ("" if value is None else escape(str(value)))
+            _status_text(value) if name == "status" else Text("" if value is None else str(value))
         )
         table.add_row(name, shown)
     return table
@@ -130,18 +136,28 @@ def attempts_table(attempts: list[UploadAttempt]) -> Table:
     return table
 
 
-def rows_table(title: str, rows: Sequence[Mapping[str, object]]) -> Table:
-    """Plain rows as a table, one column per key (in capitals, `_` as a space)."""
-    table = Table(title=title)
-    for name in rows[0] if rows else []:
-        table.add_column(name.replace("_", " ").upper(), overflow="fold")
+def rows_table(
+    title: str, rows: Sequence[Mapping[str, object]], right_aligned: Sequence[str] = ()
+) -> FittedTable:
+    """Plain rows as a table, one column per key (in capitals, `_` as a space), one line per row;
+    any column may be shortened in the middle to fit, but those in `right_aligned` (numbers)."""
+    names = list(rows[0]) if rows else []
+    table = FittedTable(
+        [
+            Column(
+                name.replace("_", " ").upper(),
+                justify="right" if name in right_aligned else "left",
+                shrinkable=name not in right_aligned,
+            )
+            for name in names
+        ],
+        title=title,
+    )
     for row in rows:
-        table.add_row(*(escape(str(value)) for value in row.values()))
+        table.add_row(*(str(row[name]) for name in names))
     return table
 
 
-def sweep_table(report: SweepReport) -> Table:
+def sweep_table(report: SweepReport) -> FittedTable:
     """What one sweep did, jobs per outcome, as `upload-jobs sweep` prints it."""
-    table = rows_table(f"Sweep ({report.mode})", report.rows())
-    table.columns[1].justify = "right"
-    return table
+    return rows_table(f"Sweep ({report.mode})", report.rows(), right_aligned=["jobs"])

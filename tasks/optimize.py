@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def optimize_for_streaming(
             media.resolve_ffmpeg(settings.ffmpeg),
             timeout_seconds=settings.ffmpeg_timeout_seconds,
             on_progress=on_progress,
+            on_command=lambda args: logger.info("Running %s", shlex.join(args)),
         )
     if result.already_optimized:
         logger.info("Source is already stream-ready (%s): uploading it as it is", preset)

@@ -255,10 +255,15 @@ def test_moov_at_end_is_remuxed_to_faststart(
 ) -> None:
     source = clips["moov_at_end"]
     guard.watch(source)
+    commands: list[list[str]] = []
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg, on_command=commands.append)
 
     assert result.remuxed and not result.already_optimized
+    # The command reported (and logged by the task) is the one that ran, argument for argument.
+    assert commands == [
+        build_remux_args(ffmpeg, source, result.path, FASTSTART, read_layout(source))
+    ]
     assert result.path == result.temp_path
     assert result.path.parent == work_dir
     layout = read_layout(result.path)

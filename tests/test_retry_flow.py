@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -18,7 +20,10 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import get_current_settings
 
 from flows.retry_upload import retry_upload_job
@@ -26,9 +31,10 @@ from tests.conftest import sha256_of
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.media import build_remux_args, resolve_ffmpeg
 from upload_jobs.models import JobStatus, UploadJob
 from upload_jobs.mp4 import read_layout
-from upload_jobs.settings import Settings, get_settings
+from upload_jobs.settings import Preset, Settings, get_settings
 from upload_jobs.spaces import list_open_multipart_uploads, make_s3_client
 from upload_jobs.store import JobStore
 
@@ -114,6 +120,19 @@ def test_moov_at_end_input_ends_faststart_in_the_bucket(
         "measure_file_size",
         "upload_to_spaces",
     }
+    # The exact ffmpeg command is in the run's logs, as build_remux_args makes it.
+    [command] = [m for m in _log_messages(attempt.flow_run_id) if m.startswith("Running ")]
+    argv = shlex.split(command.removeprefix("Running "))
+    output = Path(argv[-1].removeprefix("file:"))
+    assert argv == build_remux_args(resolve_ffmpeg(), source, output, Preset.FASTSTART, original)
+
+
+def _log_messages(flow_run_id: str) -> list[str]:
+    """The flow run's log messages as the Prefect server stores them."""
+    APILogWorker.drain_all(timeout=10)  # logs still queued in this process reach the server
+    of_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(log_filter=of_run)]
 
 
 async def _task_run_names(flow_run_id: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Prepare a video for streaming: find ffmpeg, build the remux command, run it, validate it.
 
-The remux is a plain argument list (not built with ffmpeg-python) so tests and logs can show
-exactly what ffmpeg is asked to do.
+The remux is a plain argument list, in the order ffmpeg reads it, so tests and logs show exactly
+what ffmpeg is asked to do. ffmpeg-python was tried and dropped: its `compile()` sorts an
+output's options by name and moves global ones after the output, and the order matters here
+(`-c copy` must come before `-c:a aac`; reversed, ffmpeg 9 exits 0 with PCM audio in the MP4).
 """
 
 from __future__ import annotations
@@ -176,8 +178,10 @@ def optimize_for_streaming(
     *,
     timeout_seconds: float = 3600,
     on_progress: Callable[[float], None] | None = None,
+    on_command: Callable[[list[str]], None] | None = None,
 ) -> OptimizationResult:
-    """Remux `source` into a streamable MP4 in `work_dir`, or return the source if it already is.
+    """Remux `source` into a streamable MP4 in `work_dir`, or return the source if it already is;
+    `on_command` sees the exact ffmpeg command before it runs.
 
     Never modifies the source; any failure removes the temp file and raises OptimizationFailed.
     """
@@ -195,6 +199,8 @@ def optimize_for_streaming(
     output = temp_output_path(work_dir, source)
     try:
         args = build_remux_args(ffmpeg, source, output, preset, layout)
+        if on_command is not None:
+            on_command(args)
         # Hand the reserved name to ffmpeg: with -n it must create the file itself.
         output.unlink()
         run_ffmpeg(args, timeout_seconds, duration, on_progress)

@@ -126,6 +126,11 @@ class RetryAlreadyQueued(JobNotClaimable):
     """A retry of the job was requested and has not started yet."""
 
 
+class WebAccessRefused(Exception):
+    """The jobs page would be reachable from the network without a token (not a job's error: no
+    error kind); the message says what to do."""
+
+
 def error_kind_for(exc: BaseException) -> ErrorKind:
     """The job `error_kind` for any exception; unknown ones are internal errors."""
     if isinstance(exc, UploadJobError):

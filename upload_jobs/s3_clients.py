@@ -13,9 +13,6 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
-
 from upload_jobs.redaction import register_secrets
 from upload_jobs.settings import Settings
 
@@ -59,6 +56,10 @@ def _shared_client(
 ) -> S3Client:
     """A new client for these settings; `credentials_environment` only keys the cache (the
     client's own session resolves, and refreshes, the credentials)."""
+    # Imported here: boto3 costs ~0.1 s to import, and `add`, `list` and `show` never need it.
+    import boto3
+    from botocore.config import Config
+
     session = boto3.session.Session()
     credentials = session.get_credentials()
     if credentials is not None:

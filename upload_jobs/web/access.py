@@ -13,6 +13,7 @@ from html import escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from upload_jobs.errors import WebAccessRefused
 from upload_jobs.redaction import register_secrets
 
 TOKEN_HEADER = "X-Upload-Jobs-Token"
@@ -31,10 +32,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class WebAccessRefused(Exception):
-    """The page would be reachable from the network without a token; the message says what to do."""
 
 
 def is_loopback(host: str) -> bool:

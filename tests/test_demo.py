@@ -50,7 +50,9 @@ def test_demo_web_serves_the_jobs_page_until_interrupted(tmp_path: Path) -> None
     command = [sys.executable, "-m", "upload_jobs.cli", "demo", "--web", "--port", "0"]
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
-        demo = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        demo = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_reaches_it
+        )
     try:
         url = _wait_for_page(demo, log_path)
         demo_dir = re.search(r"(/\S*upload-jobs-demo-\w+)", log_path.read_text())
@@ -74,6 +76,13 @@ def test_demo_web_serves_the_jobs_page_until_interrupted(tmp_path: Path) -> None
         code = demo.wait(timeout=60)
     assert code == 0, log_path.read_text()
     assert not root.exists(), "Ctrl-C removes the demo's files"
+
+
+def ctrl_c_reaches_it() -> None:
+    """In the child: SIGINT back to its default, as in a terminal. A test run started in the
+    background (`pytest &`, nohup) ignores SIGINT, its children inherit that, and Python then
+    never raises KeyboardInterrupt: the Ctrl-C this test sends would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_page(demo: subprocess.Popen[bytes], log_path: Path) -> str:

@@ -2,18 +2,19 @@
 `video-uploads` process pool with `retry-upload-job/on-demand` in it, and `prefect worker start`
 subprocesses with the test's settings, always stopped together with every process they started.
 
-Why not the session's `prefect_server` (prefect_test_harness): its server keeps its state in
-SQLite, and with two process workers polling it while runs are created, Prefect 3.8.8's server
-stalls for 60 s at a time (every writer waits out SQLite's busy timeout: `mark_work_queues_ready`,
-`mark_deployments_ready`, worker heartbeats, task-run events) and answers 503, which fails the
-sweep's `run_deployment` calls. That happened in every one of eight trial runs, with or without
-the sweep flow and with the workers polling every 1 s or every 10 s; on PostgreSQL it never did.
-So these tests start their own server on a fresh PostgreSQL database, and are skipped when
-`UPLOAD_JOBS_TEST_POSTGRES_URL` is not set (CI sets it).
+Why not the session's `prefect_server` (prefect_test_harness): its server keeps its state in SQLite,
+and with two process workers polling it while runs are created, Prefect's server (3.8.8, and 3.9.1,
+whose SQLite setup and services are unchanged) stalls for 60 s at a time (every writer waits out
+SQLite's busy timeout: `mark_work_queues_ready`, `mark_deployments_ready`, worker heartbeats, task-
+run events) and answers 503, which fails the sweep's `run_deployment` calls. That happened in every
+one of eight trial runs, with or without the sweep flow and with the workers polling every 1 s or
+every 10 s; on PostgreSQL it never did. So these tests start their own server on a fresh PostgreSQL
+database, and are skipped when `UPLOAD_JOBS_TEST_POSTGRES_URL` is not set (CI sets it).
 
-Linux only: a process tree is read from /proc. Prefect 3.8.8's process worker starts each flow run
-in a session of its own (`start_new_session=True` in `prefect.runner._starter_engine`), so a
-signal to the worker's process group does not reach the flow runs it started.
+Linux only: a process tree is read from /proc. Prefect's process worker (3.8.8 and 3.9.1) starts
+each flow run in a session of its own (`start_new_session=True` in
+`prefect.runner._starter_engine`), so a signal to the worker's process group does not reach the flow
+runs it started.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ class ManagedProcess:
         signal_processes(self.started, signal.SIGKILL)
         if self.popen.poll() is None:
             self.popen.wait(timeout=STOP_GRACE)
+        # A killed process is gone once the kernel has torn it down (and its parent reaped it),
+        # which is not at once on a busy machine: wait for that, within the grace period.
+        deadline = time.monotonic() + STOP_GRACE
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def leftovers(self) -> list[ProcessIdentity]:
         """Processes it started that are still running (after `stop()`: none, or a bug)."""

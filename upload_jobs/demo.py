@@ -260,8 +260,9 @@ def run_demo(console: Console, json_output: bool = False, web_port: int | None =
                     console.print(
                         "[green]Demo finished: every job ended as expected.[/green] "
                         "Run it against your own Spaces bucket: see README "
-                        "'Configuration'; see each step in the Prefect UI with "
-                        "`uv run prefect server start`."
+                        "'Configuration'. To see each step in the Prefect UI, start "
+                        "`uv run prefect server start` in another shell and run the demo "
+                        "again: it uses that server (UI at http://127.0.0.1:4200)."
                     )
             if web_port is not None:
                 _serve_jobs_page(console, store, root / "recordings", ffmpeg, web_port)

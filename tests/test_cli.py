@@ -32,7 +32,7 @@ def test_add_list_show_json(settings: Settings, clip) -> None:
     code, output = invoke("add", str(source), "--json")
     assert code == 0
     job = json.loads(output)
-    assert job["object_key"] == "videos/My Clip.MP4" and job["status"] == "pending"
+    assert job["object_key"] == "videos/x.mp4s/My Clip.MP4" and job["status"] == "pending"
 
     code, output = invoke("list", "--json")
     assert code == 0 and [j["id"] for j in json.loads(output)] == [job["id"]]

@@ -34,10 +34,10 @@ def test_demo_ends_every_job_as_expected() -> None:
     assert by_name["deleted.mp4"]["error_kind"] == "source_missing"
     layouts = {obj["key"]: obj["layout"] for obj in report["objects"]}
     assert layouts == {
-        "videos/Camera Roll é.MOV": "faststart (moov first)",
-        "videos/already-faststart.mp4": "faststart (moov first)",
-        "videos/moov-at-end.mp4": "faststart (moov first)",
-        "videos/truncated.mp4": "truncated",
+        "videos/x.mp4s/Camera Roll é.MOV": "faststart (moov first)",
+        "videos/recordings/already-faststart.mp4": "faststart (moov first)",
+        "videos/recordings/moov-at-end.mp4": "faststart (moov first)",
+        "videos/recordings/truncated.mp4": "truncated",
     }
     assert {obj["content_type"] for obj in report["objects"]} == {"video/mp4"}
 

@@ -2,33 +2,97 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from upload_jobs.errors import ErrorKind, InvalidObjectKey
-from upload_jobs.object_keys import MAX_KEY_BYTES, object_key_for, sanitize_object_key
+from upload_jobs.object_keys import (
+    MAX_KEY_BYTES,
+    key_for_new_job,
+    key_template_fields,
+    object_key_for,
+    sanitize_object_key,
+)
+from upload_jobs.settings import Settings
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
         ("clip.mp4", "videos/clip.mp4"),
-        ("clip.MP4", "videos/clip.MP4"),
-        ("/data/recordings/x.mp4s/clip.mp4", "videos/clip.mp4"),
-        (Path("/data/recordings/clip.mov"), "videos/clip.mov"),
-        ("/data/my clip 01.mp4", "videos/my clip 01.mp4"),
-        ("/data/vidéo 東京.mp4", "videos/vidéo 東京.mp4"),
-        ("relative/dir/clip.mp4", "videos/clip.mp4"),
+        ("/clip.MP4", "videos/clip.MP4"),
+        ("/recordings/2026-11-23/merged.mp4", "videos/2026-11-23/merged.mp4"),
+        ("/data/recordings/x.mp4s/clip.mp4", "videos/x.mp4s/clip.mp4"),
+        (Path("/data/recordings/clip.mov"), "videos/recordings/clip.mov"),
+        ("/data/my clip 01.mp4", "videos/data/my clip 01.mp4"),
+        ("/data/vidéo 東京.mp4", "videos/data/vidéo 東京.mp4"),
+        ("relative/dir/clip.mp4", "videos/dir/clip.mp4"),
+        ("/data/old/../2026-11-24/merged.mp4", "videos/2026-11-24/merged.mp4"),
     ],
 )
-def test_default_key_is_prefix_plus_file_name(source: str | Path, expected: str) -> None:
+def test_default_key_is_prefix_folder_and_file_name(source: str | Path, expected: str) -> None:
     assert object_key_for(source) == expected
 
 
+def test_same_named_files_of_different_folders_get_different_default_keys() -> None:
+    day1, day2 = (object_key_for(f"/recordings/2026-11-2{day}/merged.mp4") for day in (3, 4))
+    assert day1 != day2
+
+
 def test_default_key_uses_given_prefix() -> None:
-    assert object_key_for("/data/clip.mp4", prefix="uploads/2024") == "uploads/2024/clip.mp4"
-    assert object_key_for("/data/clip.mp4", prefix="") == "clip.mp4"
+    assert object_key_for("/data/clip.mp4", prefix="uploads/2024") == "uploads/2024/data/clip.mp4"
+    assert object_key_for("/data/clip.mp4", prefix="", template="{name}") == "clip.mp4"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{name}", "videos/merged.mp4"),
+        ("{parent}/{stem}{ext}", "videos/2026-11-23/merged.mp4"),
+        ("{job_id}/{name}", "videos/42/merged.mp4"),
+        ("{parent}/{stem}-{sha8}{ext}", "videos/2026-11-23/merged-0a1b2c3d.mp4"),
+        ("talks/{parent}-{name}", "videos/talks/2026-11-23-merged.mp4"),
+    ],
+)
+def test_key_templates(template: str, expected: str) -> None:
+    source = "/recordings/2026-11-23/merged.mp4"
+    assert object_key_for(source, template=template, job_id=42, sha8="0a1b2c3d") == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{name", "Invalid key template"),
+        ("{folder}/{name}", r"unknown field \{folder\}; the fields are \{name\}"),
+        ("{parent}/video.mp4", "every job the same key"),
+        ("static.mp4", "every job the same key"),
+    ],
+)
+def test_bad_key_templates_are_refused_with_the_reason(template: str, reason: str) -> None:
+    with pytest.raises(InvalidObjectKey, match=reason):
+        key_template_fields(template)
+
+
+def test_a_bad_key_template_is_an_invalid_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPLOAD_JOBS_KEY_TEMPLATE", "{folder}/{name}")
+    with pytest.raises(ValidationError, match="unknown field"):
+        Settings()
+
+
+def test_key_for_new_job_by_template_id_or_hash(tmp_path: Path) -> None:
+    source = tmp_path / "2026-11-23" / "merged.mp4"
+    source.parent.mkdir()
+    source.write_bytes(b"recording")
+    assert key_for_new_job(source, "videos/", "{name}", explicit_key="a/b.mp4") == "videos/a/b.mp4"
+    by_hash = key_for_new_job(source, "videos/", "{stem}-{sha8}{ext}")
+    assert by_hash == f"videos/merged-{hashlib.sha256(b'recording').hexdigest()[:8]}.mp4"
+    by_id = key_for_new_job(source, "videos/", "{parent}/{job_id}-{name}")
+    assert callable(by_id) and by_id(7) == "videos/2026-11-23/7-merged.mp4"
+    with pytest.raises(InvalidObjectKey, match="uses \\{sha8\\}"):
+        key_for_new_job(tmp_path / "not there.mp4", "videos/", "{sha8}{ext}")
 
 
 @pytest.mark.parametrize("source", ["/", "", "/data/..", "/data/clip\n.mp4"])

@@ -28,7 +28,7 @@ from upload_jobs.errors import JobAlreadyCompleted, SourceMissing, UploadJobErro
 from upload_jobs.files import check_source_file
 from upload_jobs.job_pages import MAX_JOB_ID
 from upload_jobs.models import JobStatus
-from upload_jobs.object_keys import object_key_for, sanitize_object_key
+from upload_jobs.object_keys import key_for_new_job, sanitize_object_key
 from upload_jobs.retry_outcome import RetryOutcome
 from upload_jobs.settings import get_settings
 from upload_jobs.store import JobStore, claim_refusal
@@ -56,7 +56,11 @@ def _store() -> JobStore:
 def add(
     path: Annotated[Path, typer.Argument(help="The video file to upload.")],
     key: Annotated[
-        str | None, typer.Option(help="Object key in the bucket (default: videos/FILE_NAME).")
+        str | None,
+        typer.Option(
+            help="Object key in the bucket (default: from UPLOAD_JOBS_KEY_TEMPLATE, "
+            "videos/FOLDER/FILE_NAME). A key belongs to one job."
+        ),
     ] = None,
     allow_missing: Annotated[
         bool, typer.Option(help="Register the job even if the file is not there yet.")
@@ -67,16 +71,13 @@ def add(
     with friendly_errors(json_output):
         settings = get_settings()
         source = _source_path(path, allow_missing, json_output)
-        object_key = sanitize_object_key(
-            key if key is not None else object_key_for(source, settings.key_prefix),
-            settings.key_prefix,
-        )
+        object_key = key_for_new_job(source, settings.key_prefix, settings.key_template, key)
         job = _store().add_job(str(source), object_key)
         if json_output:
             presenters.print_json(console, presenters.job_as_dict(job))
             return
         console.print(
-            f"Added upload job {job.id}: {escape(str(source))} -> {escape(object_key)}",
+            f"Added upload job {job.id}: {escape(str(source))} -> {escape(job.object_key)}",
             highlight=False,
         )
         console.print(f"Next: [bold]upload-jobs retry {job.id}[/bold]")
@@ -125,6 +126,26 @@ def list_jobs(
             console.print("No upload jobs" + (f" with status {status}" if status else "") + ".")
             return
         console.print(presenters.jobs_table(jobs))
+
+
+@app.command("set-key", cls=JsonUsageErrors)
+def set_key(
+    job_id: JobIdArgument,
+    key: Annotated[str, typer.Argument(help="The new object key (under UPLOAD_JOBS_KEY_PREFIX).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Give a pending or failed job another object key, one no other job holds."""
+    with friendly_errors(json_output):
+        settings = get_settings()
+        job = _store().set_object_key(job_id, sanitize_object_key(key, settings.key_prefix))
+        if json_output:
+            presenters.print_json(console, presenters.job_as_dict(job))
+            return
+        console.print(
+            f"Upload job {job.id} now uploads to {escape(job.object_key)}. "
+            f"Next: [bold]upload-jobs retry {job.id}[/bold]",
+            highlight=False,
+        )
 
 
 @app.command(cls=JsonUsageErrors)
@@ -350,12 +371,27 @@ def demo(
 
 
 @db_app.command("upgrade", cls=JsonUsageErrors)
-def db_upgrade(json_output: JsonOption = False) -> None:
+def db_upgrade(
+    rekey_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--rekey-duplicates",
+            help="Jobs that share an object key (added before keys were unique): keep each key "
+            "for its oldest job, give the others KEY-jobID keys (completed ones are set back to "
+            "failed, to be uploaded there).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
     """Create or migrate the job tables to the newest schema."""
     with friendly_errors(json_output):
-        from upload_jobs.database import get_engine
+        from upload_jobs.database import create_job_engine, get_engine, upgrade_schema
 
         url = get_settings().database_url
+        if rekey_duplicates:
+            engine = create_job_engine(url)
+            upgrade_schema(engine, rekey_duplicates=True)
+            engine.dispose()
         get_engine(url)
         if json_output:
             presenters.print_json(console, {"database": redacted_url(url), "schema": "current"})

@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 from deployments import PrefectUnavailable
 from upload_jobs import presenters
 from upload_jobs.database import redacted_url
-from upload_jobs.errors import JobNotFound, UploadJobError, WebAccessRefused
+from upload_jobs.errors import JobNotFound, ObjectKeyTaken, UploadJobError, WebAccessRefused
 from upload_jobs.settings import get_settings
 
 EXIT_FAILED = 1
@@ -75,6 +75,8 @@ def friendly_errors(json_output: bool) -> Iterator[None]:
     """Turn known failures into one readable line and an exit code instead of a traceback."""
     try:
         yield
+    except ObjectKeyTaken as exc:  # a key chosen for a new job, or a job's new key: usage
+        fail(str(exc), EXIT_USAGE, json_output, error_kind=exc.error_kind)
     except JobNotFound as exc:
         fail(
             f"{exc}. See `upload-jobs list` for the ids.",

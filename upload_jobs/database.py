@@ -41,7 +41,7 @@ def migrations_dir() -> Path:
 # The newest migration in migrations/versions (a test keeps the two in step). Checking it with one
 # query, instead of asking Alembic, keeps Alembic's import (~0.5 CPU-s) out of every flow-run
 # process and CLI call: Alembic is imported only when there is something to migrate.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 def _alembic_config(url: str) -> Config:
@@ -60,16 +60,20 @@ def _is_current(connection: Connection) -> bool:
     return list(revisions) == [SCHEMA_HEAD]
 
 
-def _upgrade_on(connection: Connection) -> None:
+def _upgrade_on(connection: Connection, rekey_duplicates: bool) -> None:
     from alembic import command
 
     config = _alembic_config(connection.engine.url.render_as_string(hide_password=False))
     config.attributes["connection"] = connection
+    config.attributes["rekey_duplicates"] = rekey_duplicates  # read by 0004_one_job_per_key
     command.upgrade(config, "head")
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Bring the schema to the newest migration; safe when several processes start at once."""
+def upgrade_schema(engine: Engine, rekey_duplicates: bool = False) -> None:
+    """Bring the schema to the newest migration; safe when several processes start at once.
+
+    `rekey_duplicates`: jobs that share an object key get keys of their own (0004); without it
+    they stop the migration with `DuplicateObjectKeys`, which lists them."""
     with engine.connect() as connection:
         if _is_current(connection):
             return
@@ -79,8 +83,11 @@ def upgrade_schema(engine: Engine) -> None:
             connection.commit()
             try:
                 if not _is_current(connection):
-                    _upgrade_on(connection)
+                    _upgrade_on(connection, rekey_duplicates)
                     connection.commit()
+            except BaseException:
+                connection.rollback()  # a migration that stopped leaves nothing half done
+                raise
             finally:
                 connection.execute(
                     text("SELECT pg_advisory_unlock(:id)"), {"id": _PG_MIGRATION_LOCK_ID}
@@ -89,7 +96,7 @@ def upgrade_schema(engine: Engine) -> None:
         return
     with _file_lock(engine), engine.connect() as connection:
         if not _is_current(connection):
-            _upgrade_on(connection)
+            _upgrade_on(connection, rekey_duplicates)
             connection.commit()
 
 

@@ -22,7 +22,7 @@ from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.media import resolve_ffmpeg
 from upload_jobs.models import JobStatus
 from upload_jobs.mp4 import NotAnMp4, read_layout
-from upload_jobs.object_keys import object_key_for
+from upload_jobs.object_keys import key_for_new_job
 from upload_jobs.settings import get_settings
 from upload_jobs.spaces import ensure_bucket, make_s3_client
 from upload_jobs.store import JobStore
@@ -201,7 +201,7 @@ def run_demo(console: Console, json_output: bool = False, web_port: int | None =
                     video.make(path, ffmpeg)
                 job = store.add_job(
                     str(path),
-                    object_key_for(path, settings.key_prefix),
+                    key_for_new_job(path, settings.key_prefix, settings.key_template),
                     status=JobStatus.FAILED,
                     last_error=SIMULATED_FAILURE,
                 )
@@ -281,7 +281,7 @@ def _serve_jobs_page(
     samples.make_moov_at_end_mp4(path, ffmpeg=ffmpeg)
     job = store.add_job(
         str(path),
-        object_key_for(path, settings.key_prefix),
+        key_for_new_job(path, settings.key_prefix, settings.key_template),
         status=JobStatus.FAILED,
         last_error=SIMULATED_FAILURE,
     )

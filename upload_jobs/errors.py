@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     UPLOAD_PERMANENT = "upload_permanent"
     VERIFICATION_FAILED = "verification_failed"
     OBJECT_MISSING = "object_missing"
+    KEY_CONFLICT = "key_conflict"
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_CLAIMABLE = "job_not_claimable"
     WORKER_LOST = "worker_lost"
@@ -96,6 +97,49 @@ class ObjectMissing(UploadJobError):
     """A completed job's object is not in the bucket (or not the bytes the job uploaded)."""
 
     error_kind = ErrorKind.OBJECT_MISSING
+
+
+class KeyConflict(UploadJobError):
+    """The job's object key is held by something else (another job's object, a file put there
+    by hand): it is never overwritten; the message names what holds it."""
+
+    error_kind = ErrorKind.KEY_CONFLICT
+
+
+class ObjectKeyTaken(KeyConflict):
+    """Another job in the table already has this object key: a key belongs to one job."""
+
+    def __init__(self, key: str, holder_id: int, holder_source: str, source: str) -> None:
+        if holder_source == source:
+            message = (
+                f"Upload job {holder_id} already uploads {source} to {key}: retry it with "
+                f"`upload-jobs retry {holder_id}`, or give this one its own key with --key"
+            )
+        else:
+            message = (
+                f"The object key {key} already belongs to upload job {holder_id} "
+                f"({holder_source}): give this job its own with --key, or put {{job_id}} or "
+                "{sha8} in UPLOAD_JOBS_KEY_TEMPLATE"
+            )
+        super().__init__(message)
+        self.key, self.holder_id = key, holder_id
+
+
+class DuplicateObjectKeys(KeyConflict):
+    """Jobs added before keys were unique share keys: the schema cannot get its unique rule."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        shown = "; ".join(
+            f"jobs {', '.join(map(str, ids))} share {key}" for key, ids in list(groups.items())[:5]
+        )
+        more = f" (and {len(groups) - 5} more keys)" if len(groups) > 5 else ""
+        super().__init__(
+            f"Jobs share object keys, so one job's upload can replace another's video: {shown}"
+            f"{more}. Run `upload-jobs db upgrade --rekey-duplicates` to keep each key for its "
+            "oldest job and give the others keys of their own (a completed one is set back to "
+            "failed, to be uploaded there), then retry."
+        )
+        self.groups = groups
 
 
 class JobNotFound(UploadJobError):

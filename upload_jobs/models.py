@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, String, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -47,6 +47,8 @@ class UploadJob(SQLModel, table=True):
     """One video to get onto Spaces, retried until it is there or gives a clear reason."""
 
     __tablename__ = "upload_job"
+    # A key belongs to one job (migration 0004): no job's upload can replace another's video.
+    __table_args__ = (Index("uq_upload_job_object_key", "object_key", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     source_path: str = Field(sa_column=Column(Text, nullable=False))

@@ -6,8 +6,11 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from upload_jobs.errors import InvalidObjectKey
+from upload_jobs.object_keys import DEFAULT_KEY_TEMPLATE, key_template_fields
 
 DEFAULT_HOME = Path.home() / ".upload-jobs"
 
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     acl: str = "public-read"
     cache_control: str = "public, max-age=86400"
     key_prefix: str = "videos/"
+    # How `add` names a job's object: README "Object keys"; fields {name} {stem} {ext} {parent}
+    # {job_id} {sha8}. The default keeps the folder, so same-named files of different days differ.
+    key_template: str = DEFAULT_KEY_TEMPLATE
     ffmpeg: str | None = None
     ffmpeg_timeout_seconds: float = Field(default=3600, gt=0)
     multipart_threshold_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
@@ -65,6 +71,15 @@ class Settings(BaseSettings):
     # Without PREFECT_API_URL, a Prefect server answering here is used instead of starting a
     # temporary one (a retry takes ~2 s instead of ~7, README "Every-day commands"); empty: never.
     local_prefect_api_url: str = "http://127.0.0.1:4200/api"
+
+    @field_validator("key_template")
+    @classmethod
+    def _a_template_add_can_use(cls, template: str) -> str:
+        try:
+            key_template_fields(template)
+        except InvalidObjectKey as exc:
+            raise ValueError(str(exc)) from None
+        return template
 
     def resolved_public_base_url(self) -> str:
         """The base of public links: the setting, else the bucket's Spaces CDN host."""

@@ -6,7 +6,6 @@ Every failure leaves this module as a `TransientUploadError` or a `PermanentUplo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from botocore import exceptions as bce
 
 from upload_jobs.errors import PermanentUploadError, UploadVerificationFailed
 from upload_jobs.file_spans import FileSpan
+from upload_jobs.files import file_sha256 as file_sha256  # re-exported
 from upload_jobs.s3_clients import make_s3_client as make_s3_client  # re-exported
 from upload_jobs.s3_errors import NO_SUCH_UPLOAD, classified_upload_errors, classify_upload_error
 from upload_jobs.settings import Settings
@@ -68,15 +68,6 @@ class ExistingObject:
 def public_url(settings: Settings, key: str) -> str:
     """The public (CDN) link of an object key, percent-encoded except for '/'."""
     return settings.resolved_public_base_url() + "/" + quote(key, safe="/")
-
-
-def file_sha256(path: Path, chunk_size: int = 8 * MiB) -> str:
-    """Hex SHA-256 of a file, read `chunk_size` bytes at a time."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _error_code(exc: bce.ClientError) -> str:

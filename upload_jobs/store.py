@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from upload_jobs.attempt_report import AttemptReport, StoredObject
@@ -20,6 +22,7 @@ from upload_jobs.errors import (
     JobInProgress,
     JobNotClaimable,
     JobNotFound,
+    ObjectKeyTaken,
 )
 from upload_jobs.live_progress import ProgressTarget, ProgressUpdate
 from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
@@ -88,25 +91,72 @@ class JobStore:
     def add_job(
         self,
         source_path: str,
-        object_key: str,
+        object_key: str | Callable[[int], str],
         status: JobStatus = JobStatus.PENDING,
         last_error: str | None = None,
     ) -> UploadJob:
-        """Register a video to upload; returns the stored job with its id."""
+        """Register a video to upload; returns the stored job with its id.
+
+        `object_key` may be a function of the new job's id (a key template with `{job_id}`).
+        A key another job holds raises `ObjectKeyTaken`, whoever adds it, however many at once.
+        """
         now = utcnow()
+        # A key of the job's id is known once the row has one: a placeholder no key can equal
+        # (keys never start with a dot segment) holds the place within the same transaction.
+        first_key = object_key if isinstance(object_key, str) else f"./pending/{uuid.uuid4().hex}"
         job = UploadJob(
             source_path=source_path,
-            object_key=object_key,
+            object_key=first_key,
             status=status,
             last_error=last_error,
             created_at=now,
             updated_at=now,
         )
         with session_for(self.database_url) as session:
-            session.add(job)
-            session.commit()
+            try:
+                session.add(job)
+                session.flush()
+                if not isinstance(object_key, str):
+                    assert job.id is not None
+                    job.object_key = object_key(job.id)
+                    session.flush()
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise self._key_taken(job.object_key, source_path) from None
             session.refresh(job)
         return job
+
+    def _key_taken(self, key: str, source_path: str) -> Exception:
+        """The refusal for a job whose key another job holds (found by the unique index)."""
+        with session_for(self.database_url) as session:
+            holder = session.exec(select(UploadJob).where(UploadJob.object_key == key)).first()
+        if holder is None or holder.id is None:  # not the key after all: something else broke
+            return RuntimeError(f"could not add the job for {source_path}: integrity error")
+        return ObjectKeyTaken(key, holder.id, holder.source_path, source_path)
+
+    def set_object_key(self, job_id: int, object_key: str) -> UploadJob:
+        """Give a pending or failed job another key (one no other job holds)."""
+        change = (
+            update(UploadJob)
+            .where(col(UploadJob.id) == job_id)
+            .where(col(UploadJob.status).in_(CLAIMABLE_STATUSES))
+            .values(object_key=object_key, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        job = self.get_job(job_id)
+        with session_for(self.database_url) as session:
+            try:
+                changed = session.connection().execute(change).rowcount == 1
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise self._key_taken(object_key, job.source_path) from None
+        if not changed:
+            raise claim_refusal(self.get_job(job_id)) or JobInProgress(
+                f"Upload job {job_id} changed while its key was being set: try again"
+            )
+        return self.get_job(job_id)
 
     def get_job(self, job_id: int) -> UploadJob:
         """The job with this id, or `JobNotFound`."""

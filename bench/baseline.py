@@ -18,7 +18,7 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 
 from upload_jobs.settings import get_settings
-from upload_jobs.spaces import VIDEO_CONTENT_TYPE, make_s3_client
+from upload_jobs.storage.spaces import VIDEO_CONTENT_TYPE, make_s3_client
 
 
 def main() -> None:

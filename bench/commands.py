@@ -34,15 +34,15 @@ from rich.console import Console  # noqa: E402
 
 from bench.report import machine_info  # noqa: E402
 from bench.servers import prefect_server, s3_server  # noqa: E402
-from upload_jobs import samples  # noqa: E402
-from upload_jobs.database import dispose_engines  # noqa: E402
-from upload_jobs.fitted_table import Column, FittedTable  # noqa: E402
-from upload_jobs.media import build_remux_args, resolve_ffmpeg  # noqa: E402
-from upload_jobs.models import JobStatus  # noqa: E402
-from upload_jobs.mp4 import read_layout  # noqa: E402
+from upload_jobs.cli.fitted_table import Column, FittedTable  # noqa: E402
+from upload_jobs.jobs.database import dispose_engines  # noqa: E402
+from upload_jobs.jobs.models import JobStatus  # noqa: E402
+from upload_jobs.jobs.store import JobStore  # noqa: E402
+from upload_jobs.media import samples  # noqa: E402
+from upload_jobs.media.mp4 import read_layout  # noqa: E402
+from upload_jobs.media.remux import build_remux_args, resolve_ffmpeg  # noqa: E402
 from upload_jobs.settings import Preset, get_settings  # noqa: E402
-from upload_jobs.spaces import ensure_bucket, make_s3_client  # noqa: E402
-from upload_jobs.store import JobStore  # noqa: E402
+from upload_jobs.storage.spaces import ensure_bucket, make_s3_client  # noqa: E402
 
 BUCKET = "bench-cli"
 INTERPRETER = "python -c pass"

@@ -35,10 +35,10 @@ from bench.runs import (  # noqa: E402
 )
 from bench.servers import prefect_server, s3_server  # noqa: E402
 from bench.workloads import WORKLOADS, Workload, ensure_workloads  # noqa: E402
-from upload_jobs.database import redacted_url  # noqa: E402
-from upload_jobs.media import resolve_ffmpeg  # noqa: E402
+from upload_jobs.jobs.database import redacted_url  # noqa: E402
+from upload_jobs.media.remux import resolve_ffmpeg  # noqa: E402
 from upload_jobs.settings import get_settings  # noqa: E402
-from upload_jobs.spaces import ensure_bucket, make_s3_client  # noqa: E402
+from upload_jobs.storage.spaces import ensure_bucket, make_s3_client  # noqa: E402
 
 WARM_UP_JOBS = 2
 

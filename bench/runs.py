@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.workloads import Workload
-from upload_jobs.database import dispose_engines, get_engine, upgrade_schema
-from upload_jobs.media import build_remux_args, temp_output_path
-from upload_jobs.models import JobStatus
-from upload_jobs.mp4 import read_layout
+from upload_jobs.jobs.database import dispose_engines, get_engine, upgrade_schema
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.media.mp4 import read_layout
+from upload_jobs.media.remux import build_remux_args, temp_output_path
 from upload_jobs.settings import Preset, get_settings
-from upload_jobs.spaces import VIDEO_CONTENT_TYPE, make_s3_client
-from upload_jobs.store import JobStore
+from upload_jobs.storage.spaces import VIDEO_CONTENT_TYPE, make_s3_client
 
 PROJECT = "A"
 BASELINE = "B"

@@ -13,7 +13,7 @@ import threading
 from urllib.parse import urlsplit
 
 from bench.link import Link, LinkProxy
-from upload_jobs.local_s3 import LocalS3Server
+from upload_jobs.storage.local_s3 import LocalS3Server
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 `retry-upload-job/on-demand` runs one job when asked (UI, CLI, REST API, distributed sweeps);
 `sweep-failed-uploads/scheduled` sweeps failed jobs on a cron schedule, never two at once.
-Run it with `upload-jobs serve` or `python -m deployments.serve`.
+Run it with `upload-jobs serve`.
 """
 
 from __future__ import annotations
@@ -131,12 +131,3 @@ def serve_deployments(
     require_prefect_server(*SERVE_NEEDS)  # fail now, not after Prefect started a throwaway one
     served = deployments if deployments is not None else build_deployments()
     serve(*served, limit=limit, query_seconds=poll_seconds, print_starting_message=False)
-
-
-if __name__ == "__main__":
-    import typer
-
-    from upload_jobs.cli import serve as serve_command
-
-    # The same options and output as `upload-jobs serve`.
-    typer.run(serve_command)

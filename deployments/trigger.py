@@ -12,10 +12,10 @@ from prefect.flow_runs import wait_for_flow_run
 
 from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
 from deployments.server import prefect_ui_url, require_prefect_server
-from upload_jobs.models import JobStatus
-from upload_jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
 
 
 def require_retry_deployment() -> None:

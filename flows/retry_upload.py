@@ -11,12 +11,12 @@ from tasks.job_steps import steps_of_job
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
 from tasks.optimize import choose_upload_file, optimize_for_streaming
 from tasks.upload import upload_task_for
-from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.errors import error_kind_for
-from upload_jobs.files import attempt_work_dir
-from upload_jobs.models import UploadJob
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.files import attempt_work_dir
+from upload_jobs.jobs.models import UploadJob
 from upload_jobs.settings import get_settings
-from upload_jobs.spaces import public_url
+from upload_jobs.storage.spaces import public_url
 
 
 @flow(name="retry-upload-job", flow_run_name="retry-upload-job-{job_id}")

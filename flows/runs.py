@@ -12,10 +12,10 @@ from prefect.logging.handlers import PrefectConsoleHandler
 from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
 from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable, UploadJobError
-from upload_jobs.models import JobStatus
-from upload_jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
 
 
 def run_retry_flow(job_id: int) -> RetryOutcome:

@@ -20,9 +20,9 @@ from tasks.sweep import (
     start_retry_run,
 )
 from upload_jobs.errors import JobNotClaimable
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
 
 
 @flow(name="sweep-failed-uploads", flow_run_name="sweep-failed-uploads-{mode}")

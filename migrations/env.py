@@ -1,4 +1,4 @@
-"""Alembic environment: `upload_jobs.database` hands in a connection; the `alembic` command
+"""Alembic environment: `upload_jobs.jobs.database` hands in a connection; the `alembic` command
 line gets one from UPLOAD_JOBS_DATABASE_URL (or `sqlalchemy.url`)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from upload_jobs.database import create_job_engine
-from upload_jobs.models import SQLModel
+from upload_jobs.jobs.database import create_job_engine
+from upload_jobs.jobs.models import SQLModel
 from upload_jobs.settings import get_settings
 
 

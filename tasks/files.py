@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 
 from tasks.job_steps import step_run_name
-from upload_jobs import files
+from upload_jobs.jobs import files
 
 
 @task(name="check_source_file", task_run_name=step_run_name)

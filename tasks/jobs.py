@@ -8,11 +8,11 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 
 from tasks.job_steps import step_run_name
-from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.errors import ErrorKind
-from upload_jobs.models import UploadJob
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.store import ClaimedJob, JobStore, new_lease_owner
 from upload_jobs.settings import get_settings
-from upload_jobs.store import ClaimedJob, JobStore, new_lease_owner
 
 # A dropped database connection while recording an outcome must cost a retry, not the outcome.
 MARK_RETRIES = 3

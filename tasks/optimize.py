@@ -12,9 +12,9 @@ from prefect.states import State
 from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
-from upload_jobs import media
-from upload_jobs.live_progress import Phase, ProgressTarget
-from upload_jobs.progress import ProgressReport
+from upload_jobs.jobs.live_progress import Phase, ProgressTarget
+from upload_jobs.jobs.progress import ProgressReport
+from upload_jobs.media import remux
 from upload_jobs.settings import Preset, get_settings
 
 
@@ -24,7 +24,7 @@ def optimize_for_streaming(
     attempt_work_dir: str,
     preset: Preset,
     progress_target: ProgressTarget | None = None,
-) -> media.OptimizationResult:
+) -> remux.OptimizationResult:
     """Remux the source for streaming into the attempt's folder, validated; fails on any doubt."""
     settings = get_settings()
     logger = get_run_logger()
@@ -38,11 +38,11 @@ def optimize_for_streaming(
         live.percent(percent)
 
     with ffmpeg_slot():
-        result = media.optimize_for_streaming(
+        result = remux.optimize_for_streaming(
             Path(source_path),
             Path(attempt_work_dir),
             preset,
-            media.resolve_ffmpeg(settings.ffmpeg),
+            remux.resolve_ffmpeg(settings.ffmpeg),
             timeout_seconds=settings.ffmpeg_timeout_seconds,
             on_progress=on_progress,
             on_command=lambda args: logger.info("Running %s", shlex.join(args)),
@@ -68,7 +68,7 @@ class UploadChoice:
 def choose_upload_file(source_path: str, optimization: State) -> UploadChoice:
     """The optimized file when the step completed, else the original with the reason why."""
     if optimization.is_completed():
-        result: media.OptimizationResult = optimization.result()
+        result: remux.OptimizationResult = optimization.result()
         optimized = result.remuxed or result.already_optimized
         return UploadChoice(path=str(result.path), optimized=optimized, fallback_reason=None)
     error = optimization.result(raise_on_failure=False)

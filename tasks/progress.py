@@ -10,15 +10,15 @@ from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from upload_jobs.live_progress import (
+from upload_jobs.jobs.live_progress import (
     Phase,
     ProgressSink,
     ProgressTarget,
     ProgressUpdate,
     ThrottledProgress,
 )
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
 
 
 def live_progress(

@@ -13,12 +13,12 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
-from upload_jobs import spaces
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
-from upload_jobs.reconcile import ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.reconcile import ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import SweepReport, remove_stale_temp_files
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import SweepReport, remove_stale_temp_files
+from upload_jobs.storage import spaces
 
 
 @dataclass(frozen=True)

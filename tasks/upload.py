@@ -14,12 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
-from upload_jobs import spaces
 from upload_jobs.errors import TransientUploadError
-from upload_jobs.live_progress import Phase, ProgressTarget
-from upload_jobs.progress import ProgressReport
+from upload_jobs.jobs.live_progress import Phase, ProgressTarget
+from upload_jobs.jobs.progress import ProgressReport
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.store import JobStore
+from upload_jobs.storage import spaces
 
 RETRY_JITTER_FACTOR = 0.5
 

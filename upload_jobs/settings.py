@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from upload_jobs.errors import InvalidObjectKey
-from upload_jobs.object_keys import DEFAULT_KEY_TEMPLATE, key_template_fields
+from upload_jobs.storage.object_keys import DEFAULT_KEY_TEMPLATE, key_template_fields
 
 DEFAULT_HOME = Path.home() / ".upload-jobs"
 

@@ -15,11 +15,11 @@ from pydantic import AfterValidator
 
 from deployments import PrefectUnavailable
 from upload_jobs.errors import JobNotClaimable, JobNotFound, UploadJobError
-from upload_jobs.job_pages import MAX_JOB_ID, MAX_PER_PAGE, JobFilter, read_job_page
-from upload_jobs.models import JobStatus
-from upload_jobs.retry_outcome import queued_message
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.pages import MAX_JOB_ID, MAX_PER_PAGE, JobFilter, read_job_page
+from upload_jobs.jobs.retry_outcome import queued_message
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore
 from upload_jobs.web.access import SESSION_COOKIE, AccessPolicy, access_guard, login_page
 from upload_jobs.web.retries import RetryQueue
 from upload_jobs.web.views import (

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from upload_jobs.errors import JobAlreadyCompleted, JobInProgress, RetryAlreadyQueued
-from upload_jobs.files import check_source_file
-from upload_jobs.models import JobStatus, UploadJob
+from upload_jobs.jobs.files import check_source_file
+from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.web.views import RetryMode
 
 logger = logging.getLogger(__name__)

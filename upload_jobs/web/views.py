@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from upload_jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
 
 RetryMode = Literal["deployment", "local"]
 

@@ -31,7 +31,7 @@ def redacted_url(url: str) -> str:
 
 def migrations_dir() -> Path:
     """Where the Alembic scripts are: inside the wheel, or the repo's top-level `migrations/`."""
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # upload_jobs/, this module is in jobs/
     for candidate in (package_dir / "migrations", package_dir.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate

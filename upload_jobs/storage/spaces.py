@@ -19,11 +19,15 @@ from urllib.parse import quote
 from botocore import exceptions as bce
 
 from upload_jobs.errors import PermanentUploadError, UploadVerificationFailed
-from upload_jobs.file_spans import FileSpan
-from upload_jobs.files import file_sha256 as file_sha256  # re-exported
-from upload_jobs.s3_clients import make_s3_client as make_s3_client  # re-exported
-from upload_jobs.s3_errors import NO_SUCH_UPLOAD, classified_upload_errors, classify_upload_error
 from upload_jobs.settings import Settings
+from upload_jobs.storage.checksums import file_sha256 as file_sha256  # re-exported
+from upload_jobs.storage.clients import make_s3_client as make_s3_client  # re-exported
+from upload_jobs.storage.failures import (
+    NO_SUCH_UPLOAD,
+    classified_upload_errors,
+    classify_upload_error,
+)
+from upload_jobs.storage.file_spans import FileSpan
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -14,18 +14,19 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from upload_jobs import presenters, samples
-from upload_jobs.database import dispose_engines
-from upload_jobs.files import format_megabytes
-from upload_jobs.fitted_table import Column, FittedTable
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.media import resolve_ffmpeg
-from upload_jobs.models import JobStatus
-from upload_jobs.mp4 import NotAnMp4, read_layout
-from upload_jobs.object_keys import key_for_new_job
+from upload_jobs.cli import presenters
+from upload_jobs.cli.fitted_table import Column, FittedTable
+from upload_jobs.jobs.database import dispose_engines
+from upload_jobs.jobs.files import format_megabytes
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.media import samples
+from upload_jobs.media.mp4 import NotAnMp4, read_layout
+from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import get_settings
-from upload_jobs.spaces import ensure_bucket, make_s3_client
-from upload_jobs.store import JobStore
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.object_keys import key_for_new_job
+from upload_jobs.storage.spaces import ensure_bucket, make_s3_client
 
 DEMO_BUCKET = "demo-videos"
 SIMULATED_FAILURE = "Upload interrupted: connection reset by peer (simulated by the demo)"
@@ -176,7 +177,7 @@ def run_demo(console: Console, json_output: bool = False, web_port: int | None =
     the local S3 server and serve the jobs page on that port until interrupted."""
     from deployments.server import prefect_server_for_runs
     from flows.runs import prefect_console_muted, run_retry_flow
-    from upload_jobs.cli_errors import announce
+    from upload_jobs.cli.output import announce
 
     def say(message: str) -> None:
         if not json_output:

@@ -14,8 +14,6 @@ from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from upload_jobs.attempt_report import AttemptReport, StoredObject
-from upload_jobs.database import session_for
 from upload_jobs.errors import (
     ErrorKind,
     JobAlreadyCompleted,
@@ -24,8 +22,17 @@ from upload_jobs.errors import (
     JobNotFound,
     ObjectKeyTaken,
 )
-from upload_jobs.live_progress import ProgressTarget, ProgressUpdate
-from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, as_utc, utcnow
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.live_progress import ProgressTarget, ProgressUpdate
+from upload_jobs.jobs.models import (
+    AttemptOutcome,
+    JobStatus,
+    UploadAttempt,
+    UploadJob,
+    as_utc,
+    utcnow,
+)
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
 # Backoff before a failed job is due again: 1 min, 2 min, 4 min ... capped at 1 h.

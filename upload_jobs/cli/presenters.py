@@ -13,10 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from upload_jobs.files import format_megabytes
-from upload_jobs.fitted_table import Column, FittedTable
-from upload_jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
-from upload_jobs.sweeping import SweepReport
+from upload_jobs.cli.fitted_table import Column, FittedTable
+from upload_jobs.jobs.files import format_megabytes
+from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+from upload_jobs.jobs.sweeping import SweepReport
 
 STATUS_STYLES = {
     JobStatus.PENDING: "yellow",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.ffmpeg_process import run_ffmpeg
-from upload_jobs.mp4 import Mp4Layout, read_layout
+from upload_jobs.media.ffmpeg_process import run_ffmpeg
+from upload_jobs.media.mp4 import Mp4Layout, read_layout
 from upload_jobs.settings import Preset
 
 FFMPEG_ENV_VAR = "UPLOAD_JOBS_FFMPEG"

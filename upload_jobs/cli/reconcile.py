@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from upload_jobs import presenters, spaces
-from upload_jobs.cli_errors import (
+from upload_jobs.cli import presenters
+from upload_jobs.cli.fitted_table import Column, FittedTable
+from upload_jobs.cli.output import (
     EXIT_FAILED,
     JsonOption,
     console,
@@ -19,9 +20,9 @@ from upload_jobs.cli_errors import (
     fail,
     friendly_errors,
 )
-from upload_jobs.fitted_table import Column, FittedTable
-from upload_jobs.reconcile import ReconcileReport, ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.reconcile import ReconcileReport, ReconcileScope, reconcile_jobs
 from upload_jobs.settings import get_settings
+from upload_jobs.storage import spaces
 
 
 def reconcile(

@@ -17,9 +17,9 @@ from typer._click import ClickException, Context
 from typer.core import TyperCommand
 
 from deployments import PrefectUnavailable
-from upload_jobs import presenters
-from upload_jobs.database import redacted_url
+from upload_jobs.cli import presenters
 from upload_jobs.errors import JobNotFound, ObjectKeyTaken, UploadJobError, WebAccessRefused
+from upload_jobs.jobs.database import redacted_url
 from upload_jobs.settings import get_settings
 
 EXIT_FAILED = 1

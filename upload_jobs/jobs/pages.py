@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func
 from sqlmodel import col, select
 
-from upload_jobs.database import session_for
-from upload_jobs.models import JobStatus, UploadAttempt, UploadJob
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob
 
 MAX_PER_PAGE = 500
 MAX_JOB_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from upload_jobs import presenters
-from upload_jobs.cli_errors import JsonOption, console, friendly_errors
-from upload_jobs.sweeping import SweepMode
+from upload_jobs.cli import presenters
+from upload_jobs.cli.output import JsonOption, console, friendly_errors
+from upload_jobs.jobs.sweeping import SweepMode
 
 
 def flow_parameters(**options: Any) -> dict[str, Any]:

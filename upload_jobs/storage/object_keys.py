@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from upload_jobs.errors import InvalidObjectKey
-from upload_jobs.files import file_sha256
+from upload_jobs.storage.checksums import file_sha256
 
 DEFAULT_PREFIX = "videos/"
 DEFAULT_KEY_TEMPLATE = "{parent}/{name}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from upload_jobs.files import format_megabytes
+from upload_jobs.jobs.files import format_megabytes
 
 
 class ProgressReport:

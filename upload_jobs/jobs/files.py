@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import uuid
 from pathlib import Path
 
 from upload_jobs.errors import SourceEmpty, SourceMissing, SourceNotVideo, SourceUnreadable
-from upload_jobs.mp4 import starts_like_mp4
+from upload_jobs.media.mp4 import starts_like_mp4
 
 MEGABYTE = 1024 * 1024
 
@@ -69,12 +68,3 @@ def remove_attempt_work_dir(folder: Path, source_path: str | Path) -> bool:
         raise ValueError(f"Refusing to delete {folder}: it contains the source video {source}")
     shutil.rmtree(folder)
     return True
-
-
-def file_sha256(path: Path, chunk_size: int = 8 * MEGABYTE) -> str:
-    """Hex SHA-256 of a file, read `chunk_size` bytes at a time."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from upload_jobs import presenters
-from upload_jobs.cli_errors import (
+from upload_jobs.cli import presenters
+from upload_jobs.cli.output import (
     EXIT_FAILED,
     EXIT_USAGE,
     JsonOption,
@@ -21,18 +21,18 @@ from upload_jobs.cli_errors import (
     fail,
     friendly_errors,
 )
-from upload_jobs.cli_prefect import flow_parameters, serve, setup
-from upload_jobs.cli_reconcile import reconcile
-from upload_jobs.database import redacted_url
+from upload_jobs.cli.reconcile import reconcile
+from upload_jobs.cli.serving import flow_parameters, serve, setup
 from upload_jobs.errors import JobAlreadyCompleted, SourceMissing, UploadJobError
-from upload_jobs.files import check_source_file
-from upload_jobs.job_pages import MAX_JOB_ID
-from upload_jobs.models import JobStatus
-from upload_jobs.object_keys import key_for_new_job, sanitize_object_key
-from upload_jobs.retry_outcome import RetryOutcome
+from upload_jobs.jobs.database import redacted_url
+from upload_jobs.jobs.files import check_source_file
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.pages import MAX_JOB_ID
+from upload_jobs.jobs.retry_outcome import RetryOutcome
+from upload_jobs.jobs.store import JobStore, claim_refusal
+from upload_jobs.jobs.sweeping import SweepMode, SweepReport
 from upload_jobs.settings import get_settings
-from upload_jobs.store import JobStore, claim_refusal
-from upload_jobs.sweeping import SweepMode, SweepReport
+from upload_jobs.storage.object_keys import key_for_new_job, sanitize_object_key
 from upload_jobs.web.retries import RetryVia
 
 app = typer.Typer(
@@ -361,7 +361,7 @@ def demo(
     json_output: JsonOption = False,
 ) -> None:
     """Show the whole product on this machine: local S3 server, sample videos, retries."""
-    from upload_jobs.demo import run_demo
+    from upload_jobs.cli.demo import run_demo
 
     with friendly_errors(json_output):
         exit_code = run_demo(
@@ -385,7 +385,7 @@ def db_upgrade(
 ) -> None:
     """Create or migrate the job tables to the newest schema."""
     with friendly_errors(json_output):
-        from upload_jobs.database import create_job_engine, get_engine, upgrade_schema
+        from upload_jobs.jobs.database import create_job_engine, get_engine, upgrade_schema
 
         url = get_settings().database_url
         if rekey_duplicates:
@@ -404,7 +404,3 @@ def db_upgrade(
 # Commands kept in their own modules (this one is at its size limit), listed after the others.
 for command in (serve, setup, reconcile):
     app.command(cls=JsonUsageErrors)(command)
-
-
-if __name__ == "__main__":
-    app()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from upload_jobs.models import UploadJob
-from upload_jobs.store import JobStore
+from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.store import JobStore
 
 
 @dataclass(frozen=True)

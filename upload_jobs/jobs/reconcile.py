@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
-from upload_jobs.database import session_for
 from upload_jobs.errors import ErrorKind, UploadJobError
-from upload_jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
-from upload_jobs.spaces import ExistingObject, file_sha256, find_existing_object
-from upload_jobs.store import lease_ran_out
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.jobs.store import lease_ran_out
+from upload_jobs.storage.spaces import ExistingObject, file_sha256, find_existing_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -16,12 +16,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.support.prefect_services import unused_services_off
-from upload_jobs import samples
-from upload_jobs.database import dispose_engines
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.media import resolve_ffmpeg
+from upload_jobs.jobs.database import dispose_engines
+from upload_jobs.media import samples
+from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.spaces import ensure_bucket, make_s3_client
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import ensure_bucket, make_s3_client
 
 POSTGRES_URL = os.environ.get("UPLOAD_JOBS_TEST_POSTGRES_URL")
 # Distinctive values: the secrets tests search every output for them.
@@ -29,7 +29,7 @@ TEST_ACCESS_KEY = "AKIATESTLEAKCHECK0001"
 TEST_SECRET_KEY = "SECRETxyz-do-not-leak-4242"
 
 # A Prefect server a developer runs on the default port must not change what the tests see: no
-# test uses one unless it says so (tests/test_first_contact.py tests the product's defaults).
+# test uses one unless it says so (tests/cli/test_first_contact.py tests the product's defaults).
 os.environ["UPLOAD_JOBS_LOCAL_PREFECT_API_URL"] = ""
 
 DATABASE_KINDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -63,7 +63,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         dispose_engines()
         return
     url = request.getfixturevalue("postgres_url")
-    from upload_jobs.database import get_engine
+    from upload_jobs.jobs.database import get_engine
 
     with get_engine(url).begin() as connection:
         connection.execute(text("TRUNCATE upload_attempt, upload_job RESTART IDENTITY CASCADE"))

@@ -15,9 +15,9 @@ from bench.profiles import step_seconds
 from bench.report import summarize, write_results
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
-from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.settings import Settings
-from upload_jobs.spaces import make_s3_client
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import make_s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_profile_time_is_summed_per_step_and_engine(tmp_path: Path) -> None:
     raw.write_text(
         f"{steps};run_task_sync (prefect/task_engine.py:1);claim_job (tasks/jobs.py:5) 30\n"
         f"{steps};run_task_sync (prefect/task_engine.py:1);upload_to_spaces (tasks/u.py:7);"
-        "upload_video (upload_jobs/spaces.py:144) 120\n"
+        "upload_video (upload_jobs/storage/spaces.py:144) 120\n"
         f"{steps};run_task_sync (prefect/task_engine.py:1) 50\n"
         "thread (0x2): MainThread;main (bench/x.py:1) 400\n"
     )

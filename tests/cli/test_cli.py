@@ -15,8 +15,8 @@ import flows.retry_upload  # noqa: F401
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from tests.support.recordings import write_unfinished_recording
 from upload_jobs.cli import app
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 
 runner = CliRunner()
 

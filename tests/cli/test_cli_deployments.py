@@ -22,16 +22,16 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 # sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
 import flows.sweep  # noqa: F401
 from deployments import RETRY_DEPLOYMENT, WORK_POOL
+from tests.cli.test_cli import invoke
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
-from tests.test_cli import invoke
-from tests.test_deployments import delete_deployments
-from upload_jobs.models import JobStatus
+from tests.deployments.test_deployments import delete_deployments
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.store import JobStore
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE_STARTUP_SECONDS = 60
 
 
@@ -128,7 +128,7 @@ def test_sweep_prints_its_report(
 
 
 class ServeProcess:
-    """`python -m deployments.serve` in a subprocess, against the session's Prefect server."""
+    """`upload-jobs serve` in a subprocess, against the session's Prefect server."""
 
     def __init__(self, log_path: Path) -> None:
         env = {
@@ -139,7 +139,7 @@ class ServeProcess:
         self.log_path = log_path
         with log_path.open("wb") as log:
             # No sweep may fire during the test: once a year, at New Year.
-            command = [sys.executable, "-m", "deployments.serve", "--poll-seconds", "1"]
+            command = [sys.executable, "-m", "upload_jobs.cli", "serve", "--poll-seconds", "1"]
             command += ["--sweep-cron", "0 0 1 1 *"]
             self.popen = subprocess.Popen(
                 command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

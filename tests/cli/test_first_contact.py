@@ -19,11 +19,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from upload_jobs import samples
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.media import resolve_ffmpeg
+from upload_jobs.media import samples
+from upload_jobs.media.remux import resolve_ffmpeg
+from upload_jobs.storage.local_s3 import LocalS3Server
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FIGURES = REPO_ROOT / "test-artifacts" / "first-contact.json"
 # A cold machine builds the environment (and compiles its bytecode), then starts Prefect's
 # temporary server on a new home twice: minutes, not seconds, on a busy 2-core runner.

@@ -9,13 +9,14 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from tests.test_cli import invoke
-from upload_jobs import cli_errors, presenters
-from upload_jobs.fitted_table import Column, FittedTable, fit_widths, middle_ellipsis
-from upload_jobs.models import UploadJob
+from tests.cli.test_cli import invoke
+from upload_jobs.cli import output as cli_errors
+from upload_jobs.cli import presenters
+from upload_jobs.cli.fitted_table import Column, FittedTable, fit_widths, middle_ellipsis
+from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import SweepReport
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import SweepReport
 
 WIDTHS = [80, 120]
 BORDERS = tuple("┏┃┡│└")

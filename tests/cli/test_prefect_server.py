@@ -15,12 +15,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from tests.test_cli import invoke
-from upload_jobs.models import JobStatus
+from tests.cli.test_cli import invoke
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def closed_port_url() -> str:

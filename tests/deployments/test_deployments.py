@@ -31,9 +31,9 @@ from deployments.setup import ensure_work_pool
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
 from tests.support.prefect_runs import delete_runs_of
-from upload_jobs.sweeping import SweepMode
+from upload_jobs.jobs.sweeping import SweepMode
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

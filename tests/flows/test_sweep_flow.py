@@ -14,13 +14,13 @@ from prefect.client.orchestration import get_client
 
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database
+from tests.jobs.test_sweeping import expire_lease
 from tests.support.s3_fault_proxy import S3FaultProxy
-from tests.test_sweeping import expire_lease
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import SweepReport
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import SweepReport
+from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

@@ -37,12 +37,12 @@ from tests.support.bucket_audit import store_writes_per_key
 from tests.support.prefect_runs import runs_of
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import AttemptOutcome, JobStatus, as_utc
+from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import SweepMode, SweepReport
 from upload_jobs.settings import Settings
-from upload_jobs.spaces import file_sha256, list_open_multipart_uploads, make_s3_client
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import SweepMode, SweepReport
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import file_sha256, list_open_multipart_uploads, make_s3_client
 
 pytestmark = [
     pytest.mark.flow,

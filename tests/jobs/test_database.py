@@ -11,17 +11,17 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from upload_jobs.database import SCHEMA_HEAD, dispose_engines, get_engine, migrations_dir
-from upload_jobs.store import JobStore
+from upload_jobs.jobs.database import SCHEMA_HEAD, dispose_engines, get_engine, migrations_dir
+from upload_jobs.jobs.store import JobStore
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_schema_head_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD, (
-        "a migration was added: set SCHEMA_HEAD in upload_jobs/database.py to its revision"
+        "a migration was added: set SCHEMA_HEAD in upload_jobs/jobs/database.py to its revision"
     )
 
 
@@ -34,7 +34,7 @@ def test_first_use_migrates_and_later_processes_skip_alembic(database_url: str) 
 
     # A new process on the migrated database, as each flow run is: jobs readable, no Alembic.
     probe = (
-        "import sys; from upload_jobs.store import JobStore; "
+        "import sys; from upload_jobs.jobs.store import JobStore; "
         f"print(len(JobStore({database_url!r}).list_jobs()), 'alembic' in sys.modules)"
     )
     result = subprocess.run(

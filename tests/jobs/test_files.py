@@ -15,7 +15,7 @@ from upload_jobs.errors import (
     SourceUnreadable,
     error_kind_for,
 )
-from upload_jobs.files import (
+from upload_jobs.jobs.files import (
     attempt_work_dir,
     check_source_file,
     format_megabytes,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.test_progress import FakeClock
-from upload_jobs.live_progress import Phase, ProgressUpdate, ThrottledProgress
+from tests.jobs.test_progress import FakeClock
+from upload_jobs.jobs.live_progress import Phase, ProgressUpdate, ThrottledProgress
 
 
 def test_remux_percentages_are_passed_on_at_most_once_a_second_and_always_100() -> None:

@@ -14,19 +14,19 @@ import pytest
 from alembic import command
 from sqlalchemy import insert, text
 
-from tests.test_cli import invoke
-from upload_jobs.database import (
+from tests.cli.test_cli import invoke
+from upload_jobs.errors import DuplicateObjectKeys, ErrorKind, ObjectKeyTaken
+from upload_jobs.jobs.database import (
     _alembic_config,
     create_job_engine,
     dispose_engines,
     get_engine,
 )
-from upload_jobs.errors import DuplicateObjectKeys, ErrorKind, ObjectKeyTaken
-from upload_jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def said(words: str, output: str) -> bool:
@@ -78,7 +78,7 @@ def test_a_key_template_with_the_job_id_is_unique_by_construction(
 
 ADD_AT_ONCE = """
 import sys
-from upload_jobs.store import JobStore
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.errors import ObjectKeyTaken
 sys.stdin.readline()  # every process is ready: go
 try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upload_jobs.progress import ProgressReport
+from upload_jobs.jobs.progress import ProgressReport
 
 
 class FakeClock:

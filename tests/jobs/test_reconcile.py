@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs.test_sweeping import expire_lease
 from tests.support.recordings import write_unfinished_recording
-from tests.test_sweeping import expire_lease
-from upload_jobs.attempt_report import AttemptReport
 from upload_jobs.errors import ErrorKind
-from upload_jobs.models import AttemptOutcome, JobStatus
-from upload_jobs.reconcile import Change, ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.attempt_report import AttemptReport
+from upload_jobs.jobs.models import AttemptOutcome, JobStatus
+from upload_jobs.jobs.reconcile import Change, ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.spaces import UploadResult, make_s3_client, public_url, upload_video
-from upload_jobs.store import JobStore
+from upload_jobs.storage.spaces import UploadResult, make_s3_client, public_url, upload_video
 
 LEASE = timedelta(minutes=10)
 
@@ -71,7 +71,7 @@ class Jobs:
         if die:
             expire_lease(self.settings.database_url, job_id)
         elif succeed:
-            from upload_jobs.attempt_report import StoredObject
+            from upload_jobs.jobs.attempt_report import StoredObject
 
             self.store.mark_completed(claim, report, StoredObject("https://cdn/x", "etag"))
         else:
@@ -168,7 +168,7 @@ def test_the_sweep_scope_leaves_completed_jobs_alone(settings: Settings, jobs: J
 def test_large_tables_are_read_in_batches_and_limited(
     settings: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("upload_jobs.reconcile.BATCH", 2)
+    monkeypatch.setattr("upload_jobs.jobs.reconcile.BATCH", 2)
     ids = [jobs.store.add_job(f"/v/{n}.mp4", f"videos/{n}.mp4", JobStatus.FAILED).id
            for n in range(5)]  # fmt: skip
     seen: list[int] = []
@@ -180,7 +180,7 @@ def test_large_tables_are_read_in_batches_and_limited(
 def test_the_cli_shows_what_it_would_change_then_changes_it(
     settings: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_cli import invoke
+    from tests.cli.test_cli import invoke
 
     deleted, _ = jobs.add("deleted é.mp4", JobStatus.COMPLETED)
     stuck, source = jobs.add("stuck.mp4")

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from upload_jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
-from upload_jobs.models import AttemptOutcome, JobStatus, as_utc, utcnow
-from upload_jobs.store import JobStore, retry_backoff
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc, utcnow
+from upload_jobs.jobs.store import JobStore, retry_backoff
 
 LEASE = timedelta(minutes=10)
 

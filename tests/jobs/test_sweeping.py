@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from upload_jobs.attempt_report import AttemptReport
-from upload_jobs.database import get_engine
 from upload_jobs.errors import ErrorKind
-from upload_jobs.models import JobStatus, UploadJob, utcnow
-from upload_jobs.store import JobStore
-from upload_jobs.sweeping import CircuitBreaker, SweepReport, remove_stale_temp_files
+from upload_jobs.jobs.attempt_report import AttemptReport
+from upload_jobs.jobs.database import get_engine
+from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.sweeping import CircuitBreaker, SweepReport, remove_stale_temp_files
 
 LEASE = timedelta(minutes=10)
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from upload_jobs import samples
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.ffmpeg_process import RemuxFailed
-from upload_jobs.media import (
+from upload_jobs.media import samples
+from upload_jobs.media.ffmpeg_process import RemuxFailed
+from upload_jobs.media.mp4 import Mp4Layout, NotAnMp4, Track, read_layout
+from upload_jobs.media.remux import (
     FfmpegUnavailable,
     OutputInvalid,
     SourceTruncated,
@@ -24,7 +25,6 @@ from upload_jobs.media import (
     resolve_ffmpeg,
     temp_output_path,
 )
-from upload_jobs.mp4 import Mp4Layout, NotAnMp4, Track, read_layout
 from upload_jobs.settings import Preset
 
 FASTSTART = Preset.FASTSTART

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from upload_jobs import samples
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.mp4 import NotAnMp4, read_layout
+from upload_jobs.media import samples
+from upload_jobs.media.mp4 import NotAnMp4, read_layout
 
 
 @pytest.fixture(scope="module")

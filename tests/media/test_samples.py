@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from upload_jobs import samples
-from upload_jobs.mp4 import NotAnMp4, read_layout
+from upload_jobs.media import samples
+from upload_jobs.media.mp4 import NotAnMp4, read_layout
 
 
 def test_moov_at_end_is_ffmpeg_default_layout(ffmpeg: str, tmp_path: Path) -> None:

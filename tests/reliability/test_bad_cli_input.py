@@ -36,12 +36,12 @@ from tests.support.hostile_input import (
 )
 from upload_jobs.cli import app
 from upload_jobs.errors import ErrorKind, InvalidObjectKey
-from upload_jobs.models import JobStatus, UploadJob
-from upload_jobs.mp4 import starts_like_mp4
-from upload_jobs.object_keys import MAX_KEY_BYTES, object_key_for, sanitize_object_key
+from upload_jobs.jobs.models import JobStatus, UploadJob
+from upload_jobs.jobs.store import JobStore
+from upload_jobs.media.mp4 import starts_like_mp4
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.spaces import make_s3_client
-from upload_jobs.store import JobStore
+from upload_jobs.storage.object_keys import MAX_KEY_BYTES, object_key_for, sanitize_object_key
+from upload_jobs.storage.spaces import make_s3_client
 
 runner = CliRunner()
 

@@ -7,6 +7,7 @@ a traceback or a 500.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -27,9 +28,9 @@ from tests.support.hostile_input import (
     sqlite_only,
 )
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 
 
 def assert_answered(response: Response) -> None:
@@ -116,7 +117,8 @@ def test_a_job_with_any_source_path_is_shown_and_its_retry_refused(
     client: TestClient, settings: Settings, source_path: str
 ) -> None:
     store = JobStore(settings.database_url)
-    job = store.add_job(source_path, "videos/x.mp4", status=JobStatus.FAILED)
+    # A key per example: the examples share the table, where a key belongs to one job.
+    job = store.add_job(source_path, f"videos/{uuid.uuid4().hex}.mp4", status=JobStatus.FAILED)
     shown = client.get(f"/api/jobs/{job.id}")
     assert_answered(shown)
     assert shown.status_code == 200

@@ -17,6 +17,7 @@ from prefect.settings import get_current_settings
 
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database, sha256_of
+from tests.jobs.test_sweeping import expire_lease
 from tests.support.bucket_audit import (
     one_job_outcome,
     store_writes_per_key,
@@ -24,12 +25,11 @@ from tests.support.bucket_audit import (
     temp_files_left,
 )
 from tests.support.s3_fault_proxy import S3FaultProxy
-from tests.test_sweeping import expire_lease
 from upload_jobs.errors import ErrorKind
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import AttemptOutcome, JobStatus
+from upload_jobs.jobs.models import AttemptOutcome, JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
+from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 

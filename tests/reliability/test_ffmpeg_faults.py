@@ -11,11 +11,11 @@ import pytest
 from flows.retry_upload import retry_upload_job
 from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import one_job_outcome
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.spaces import find_existing_object, make_s3_client
-from upload_jobs.store import JobStore
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import find_existing_object, make_s3_client
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 

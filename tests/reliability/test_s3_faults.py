@@ -22,11 +22,11 @@ from tests.support.bucket_audit import (
 from tests.support.fault_rules import Fault
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.spaces import MiB
-from upload_jobs.store import JobStore
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import MiB
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 

@@ -37,12 +37,12 @@ from tests.support.secret_sightings import (
     unreachable_database_url,
     use_settings,
 )
-from upload_jobs import spaces
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.store import JobStore
+from upload_jobs.storage import spaces
+from upload_jobs.storage.local_s3 import LocalS3Server
 
 # Every logger whose DEBUG output could carry a credential: the AWS stack prints requests with
 # their headers, SQLAlchemy its connections, Prefect its runs, the web stack its requests.

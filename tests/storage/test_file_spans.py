@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from upload_jobs.file_spans import FileSpan
+from upload_jobs.storage.file_spans import FileSpan
 
 CONTENT = bytes(range(256)) * 40  # 10,240 bytes, each position recognisable
 

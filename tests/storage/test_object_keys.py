@@ -9,14 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from upload_jobs.errors import ErrorKind, InvalidObjectKey
-from upload_jobs.object_keys import (
+from upload_jobs.settings import Settings
+from upload_jobs.storage.object_keys import (
     MAX_KEY_BYTES,
     key_for_new_job,
     key_template_fields,
     object_key_for,
     sanitize_object_key,
 )
-from upload_jobs.settings import Settings
 
 
 @pytest.mark.parametrize(

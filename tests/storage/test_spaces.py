@@ -22,9 +22,9 @@ from upload_jobs.errors import (
     TransientUploadError,
     UploadVerificationFailed,
 )
-from upload_jobs.local_s3 import LocalS3Server
 from upload_jobs.settings import Settings
-from upload_jobs.spaces import (
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import (
     UploadResult,
     abort_stale_multipart_uploads,
     classify_upload_error,

@@ -10,12 +10,12 @@ from pathlib import Path
 from sqlalchemy import update
 
 from tests.conftest import sha256_of
-from upload_jobs.database import get_engine
-from upload_jobs.local_s3 import LocalS3Server
-from upload_jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.database import get_engine
+from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.spaces import list_open_multipart_uploads, make_s3_client
-from upload_jobs.store import JobStore
+from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.spaces import list_open_multipart_uploads, make_s3_client
 
 OUTCOMES_DIR = Path(__file__).resolve().parents[2] / "test-artifacts" / "reliability"
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from upload_jobs.local_s3 import REQUEST_KINDS, S3Request
+from upload_jobs.storage.local_s3 import REQUEST_KINDS, S3Request
 
 __all__ = ["Fault", "FaultRule", "RandomFaults"]
 

@@ -30,7 +30,7 @@ from tests.support.fault_rules import (
     methods_set,
     slow_rule,
 )
-from upload_jobs.local_s3 import BackgroundServer, S3Request, classify_s3_request
+from upload_jobs.storage.local_s3 import BackgroundServer, S3Request, classify_s3_request
 
 __all__ = ["Fault", "FaultRule", "S3FaultProxy"]
 

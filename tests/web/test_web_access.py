@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.cli.test_cli import invoke
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
-from tests.test_cli import invoke
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 from upload_jobs.web.access import SESSION_COOKIE, WebAccessRefused, is_loopback
 from upload_jobs.web.app import STATIC_DIR
 from upload_jobs.web.retries import LocalRetryQueue

@@ -13,16 +13,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from tests.flows.test_retry_flow import fault_proxy, media_and_s3_only  # noqa: F401
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
-from tests.test_retry_flow import fault_proxy, media_and_s3_only  # noqa: F401
-from upload_jobs.attempt_report import AttemptReport, StoredObject
-from upload_jobs.database import session_for
 from upload_jobs.errors import ErrorKind
-from upload_jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.store import JobStore, new_lease_owner
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.store import JobStore, new_lease_owner
 from upload_jobs.web.retries import LocalRetryQueue
 
 MiB = 1024 * 1024

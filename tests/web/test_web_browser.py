@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from upload_jobs.attempt_report import AttemptReport, StoredObject
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore, new_lease_owner
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore, new_lease_owner
 from upload_jobs.web.retries import LocalRetryQueue
 from upload_jobs.web.server import RetrySetup, WebServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 HOSTILE_NAME = '<img src=x onerror="window.__xss = 1">.mp4'
 
 pytestmark = [

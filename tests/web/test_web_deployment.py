@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
+from tests.cli.test_cli_deployments import ServeProcess, served  # noqa: F401
+from tests.deployments.test_deployments import delete_deployments
 from tests.support.web_app import LOOPBACK_HEADERS, web_client
-from tests.test_cli_deployments import ServeProcess, served  # noqa: F401
-from tests.test_deployments import delete_deployments
-from upload_jobs.models import JobStatus
+from upload_jobs.jobs.models import JobStatus
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.store import JobStore
 from upload_jobs.web.server import RetryVia, choose_retry_setup
 
 pytestmark = [

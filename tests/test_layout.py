@@ -29,9 +29,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def runtime_imports(path: Path) -> Iterator[str]:
-    """The project modules `path` imports when it runs (at the top or inside functions), not
-    those only for type checkers."""
+def runtime_imports(path: Path, packages: tuple[str, ...] = PACKAGES) -> Iterator[str]:
+    """The modules of `packages` that `path` imports when it runs (at the top or inside
+    functions), not those only for type checkers."""
     tree = ast.parse(path.read_text())
     type_only = {
         id(node)
@@ -49,7 +49,7 @@ def runtime_imports(path: Path) -> Iterator[str]:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        yield from (name for name in names if name.split(".")[0] in PACKAGES)
+        yield from (name for name in names if name.split(".")[0] in packages)
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -72,6 +72,14 @@ def test_dependencies_point_one_way() -> None:
         if layer(target) > layer(source)
     )
     assert wrong == []
+
+
+def test_the_plain_packages_never_import_prefect() -> None:
+    plain = [
+        path for path in (REPO_ROOT / "upload_jobs").rglob("*.py") if layer(module_name(path)) == 0
+    ]
+    assert plain, "the layout changed: update this test"
+    assert [str(p) for p in plain if any(runtime_imports(p, ("prefect",)))] == []
 
 
 def test_no_module_imports_itself_in_a_circle() -> None:

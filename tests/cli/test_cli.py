@@ -7,24 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-# Imported here, not first inside a CliRunner call: Prefect binds its console log handler to
-# sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
-import flows.retry_upload  # noqa: F401
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from tests.support.command_line import invoke
 from tests.support.recordings import write_unfinished_recording
-from upload_jobs.cli import app
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    """Run the CLI; stdout alone for --json (Prefect logs go to stderr), else both."""
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout if "--json" in args else result.output
 
 
 def test_add_list_show_json(settings: Settings, clip) -> None:

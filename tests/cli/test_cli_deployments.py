@@ -22,9 +22,9 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 # sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
 import flows.sweep  # noqa: F401
 from deployments import RETRY_DEPLOYMENT, WORK_POOL
-from tests.cli.test_cli import invoke
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from tests.deployments.test_deployments import delete_deployments
+from tests.support.command_line import invoke
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings

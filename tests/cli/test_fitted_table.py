@@ -9,9 +9,8 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from tests.cli.test_cli import invoke
-from upload_jobs.cli import output as cli_errors
-from upload_jobs.cli import presenters
+from tests.support.command_line import invoke
+from upload_jobs.cli import output, presenters
 from upload_jobs.cli.fitted_table import Column, FittedTable, fit_widths, middle_ellipsis
 from upload_jobs.jobs.models import UploadJob
 from upload_jobs.jobs.store import JobStore
@@ -126,10 +125,10 @@ def test_plain_strings_are_not_read_as_markup() -> None:
 @pytest.fixture(params=WIDTHS)
 def terminal_width(request: pytest.FixtureRequest) -> Iterator[int]:
     """The CLI's console as wide as a terminal of that many columns."""
-    saved = cli_errors.console.width
-    cli_errors.console.width = request.param
+    saved = output.console.width
+    output.console.width = request.param
     yield request.param
-    cli_errors.console.width = saved
+    output.console.width = saved
 
 
 def test_list_and_reconcile_fit_the_terminal(settings: Settings, clip, terminal_width: int) -> None:

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from tests.cli.test_cli import invoke
+from tests.support.command_line import invoke
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings

@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database
-from tests.jobs.test_sweeping import expire_lease
+from tests.support.leases import expire_lease
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore

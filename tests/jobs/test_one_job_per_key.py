@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from sqlalchemy import insert, text
 
-from tests.cli.test_cli import invoke
+from tests.support.command_line import invoke
 from upload_jobs.errors import DuplicateObjectKeys, ErrorKind, ObjectKeyTaken
 from upload_jobs.jobs.database import (
     _alembic_config,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.jobs.test_sweeping import expire_lease
+from tests.support.leases import expire_lease
 from tests.support.recordings import write_unfinished_recording
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport
@@ -180,7 +180,7 @@ def test_large_tables_are_read_in_batches_and_limited(
 def test_the_cli_shows_what_it_would_change_then_changes_it(
     settings: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.cli.test_cli import invoke
+    from tests.support.command_line import invoke
 
     deleted, _ = jobs.add("deleted é.mp4", JobStatus.COMPLETED)
     stuck, source = jobs.add("stuck.mp4")

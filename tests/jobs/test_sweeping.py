@@ -9,23 +9,15 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from tests.support.leases import expire_lease
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport
 from upload_jobs.jobs.database import get_engine
-from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
+from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import CircuitBreaker, SweepReport, remove_stale_temp_files
 
 LEASE = timedelta(minutes=10)
-
-
-def expire_lease(database_url: str, job_id: int) -> None:
-    with get_engine(database_url).begin() as connection:
-        connection.execute(
-            update(UploadJob)
-            .where(UploadJob.id == job_id)  # type: ignore[arg-type]
-            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
 
 
 def test_expired_leases_are_reaped_as_worker_lost(database_url: str) -> None:

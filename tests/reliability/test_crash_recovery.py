@@ -17,13 +17,13 @@ from prefect.settings import get_current_settings
 
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database, sha256_of
-from tests.jobs.test_sweeping import expire_lease
 from tests.support.bucket_audit import (
     one_job_outcome,
     store_writes_per_key,
     stored_objects,
     temp_files_left,
 )
+from tests.support.leases import expire_lease
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus

@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database, sha256_of
-from tests.jobs.test_sweeping import expire_lease
 from tests.reliability.test_crash_recovery import wait_for
 from tests.support.bucket_audit import one_job_outcome, store_writes_per_key
+from tests.support.leases import expire_lease
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.tcp_proxy import TcpProxy
 from upload_jobs.jobs.database import dispose_engines

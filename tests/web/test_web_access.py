@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_cli import invoke
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from tests.support.command_line import invoke
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore

@@ -1,7 +1,7 @@
 """DigitalOcean Spaces (S3-compatible) through boto3: upload, verify, abort, public URL.
 
 Every failure leaves this module as a `TransientUploadError` or a `PermanentUploadError`
-(see `s3_errors`), with a message meant for people that never carries credential values.
+(see `storage.failures`), with a message meant for people that never carries credential values.
 """
 
 from __future__ import annotations

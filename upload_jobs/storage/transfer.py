@@ -1,0 +1,134 @@
+"""One file going to one key: a single PUT, or a multipart upload streamed from the file whose
+parts are aborted on every way out but success."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from botocore import exceptions as bce
+
+from upload_jobs.storage.failures import NO_SUCH_UPLOAD, classify_upload_error
+from upload_jobs.storage.file_spans import FileSpan
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# S3 limits for multipart uploads: parts of at least 5 MiB (but the last), at most 10,000 parts.
+MIN_PART_BYTES = 5 * MiB
+MAX_PARTS = 10_000
+# Each abort request is already retried by botocore; a few more tries make a part left
+# behind (and billed) by a flaky endpoint rare enough to ignore.
+ABORT_ATTEMPTS = 3
+
+
+def error_code(exc: bce.ClientError) -> str:
+    """The S3 error code of a failed request (`NoSuchKey`, `PreconditionFailed`...)."""
+    return str(exc.response.get("Error", {}).get("Code") or "")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One file going to one key, by a single PUT or by multipart."""
+
+    client: S3Client
+    bucket: str
+    key: str
+    path: Path
+    size: int
+    headers: dict[str, Any]
+    on_progress: Callable[[int], None] | None
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def put(self) -> None:
+        with self.path.open("rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self.headers)
+        if self.on_progress is not None:
+            self.on_progress(self.size)
+
+    def multipart(self, chunk_size: int, concurrency: int) -> None:
+        """Creates, fills and completes a multipart upload; aborts it on any way out but success."""
+        part_size = max(chunk_size, math.ceil(self.size / MAX_PARTS))
+        spans = [
+            (n + 1, offset, min(part_size, self.size - offset))
+            for n, offset in enumerate(range(0, max(self.size, 1), part_size))
+        ]
+        created = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.key, **self.headers
+        )
+        upload_id = created["UploadId"]
+        completed = False
+        try:
+            parts = self._send_parts(upload_id, spans, concurrency)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )  # fmt: skip
+            completed = True
+        finally:
+            # `finally`, not `except Exception`: Ctrl-C must not leave billed parts behind.
+            if not completed:
+                self._abort_quietly(upload_id)
+
+    def _send_parts(
+        self, upload_id: str, spans: list[tuple[int, int, int]], concurrency: int
+    ) -> list[CompletedPartTypeDef]:
+        """Uploads the parts with at most `concurrency` in flight; returns them in order."""
+
+        def send(number: int, offset: int, length: int) -> CompletedPartTypeDef:
+            # Streamed from the file: memory does not grow with the chunk size.
+            with FileSpan(self.path, offset, length) as body:
+                response = self.client.upload_part(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number,
+                    Body=cast("IO[bytes]", body),
+                )  # fmt: skip
+            logger.debug("Part %d of %s uploaded (%d bytes)", number, self, length)
+            return {"PartNumber": number, "ETag": response["ETag"]}
+
+        parts: list[CompletedPartTypeDef] = []
+        uploaded = 0
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="upload-part") as pool:
+            pending = {pool.submit(send, *span): span[2] for span in spans}
+            try:
+                while pending:
+                    # Each part as it lands, for progress; a failed part raises at result().
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        uploaded += pending.pop(future)
+                        parts.append(future.result())
+                        if self.on_progress is not None:
+                            self.on_progress(uploaded)
+            except BaseException:
+                # Parts not started yet are dropped; running ones finish before the abort.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        return sorted(parts, key=lambda part: part.get("PartNumber", 0))
+
+    def _abort_quietly(self, upload_id: str) -> None:
+        """Best-effort abort, tried a few times (parts left behind are billed); its own failure
+        is logged so it never hides the original error."""
+        for attempt in range(1, ABORT_ATTEMPTS + 1):
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
+                )
+            except Exception as exc:
+                if isinstance(exc, bce.ClientError) and error_code(exc) == NO_SUCH_UPLOAD:
+                    return  # already gone is what we wanted
+                error = classify_upload_error(exc, bucket=self.bucket)
+                logger.warning("Could not abort multipart upload %s of %s (try %d of %d): %s",
+                               upload_id, self, attempt, ABORT_ATTEMPTS, error)  # fmt: skip
+                continue
+            logger.info("Aborted multipart upload %s of %s", upload_id, self)
+            return

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.cdn import purge_cdn_cache
 from tasks.files import check_source_file, cleanup_temp_file, measure_file_size
 from tasks.job_steps import steps_of_job
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
@@ -64,6 +65,9 @@ def _upload_steps(job_id: int) -> UploadJob:
         # Outside the except above on purpose: the object is in the bucket now, so a failure to
         # record it must not mark the job failed; the lease runs out and the next run finds the
         # object by size and sha256 without uploading again.
+        if uploaded.replaced:  # the CDN may still serve the bytes it replaced
+            purge = purge_cdn_cache(claim.object_key)
+            report.cdn_purge, report.cdn_purge_detail = purge.outcome, purge.detail
         stored = StoredObject(
             public_url(settings, claim.object_key), uploaded.etag, uploaded.skipped_existing
         )

@@ -44,8 +44,9 @@ def sweep_failed_uploads(
     report.skipped_missing_source = due.missing_source
     report.stopped_early = check_bucket_access() if due.ready else None
     if reconcile and due.ready and not report.stopped_early:
-        report.reconciled = reconcile_due_jobs(due)
-        due = due.without(report.reconciled)
+        reconciled = reconcile_due_jobs(due)
+        report.reconciled, report.key_conflicts = reconciled.completed, reconciled.key_conflicts
+        due = due.without(report.reconciled + report.key_conflicts)
     report.picked = [job.job_id for job in due.ready]
     if report.stopped_early:
         report.not_run = report.picked

@@ -69,10 +69,19 @@ def pick_due_jobs(limit: int, max_attempts: int) -> DueJobs:
     return DueJobs(ready=ready, missing_source=missing)
 
 
+@dataclass(frozen=True)
+class ReconciledJobs:
+    """What the sweep's look at the bucket settled: jobs found done, and jobs whose key holds
+    an object not theirs (a retry would refuse to write over it: not run)."""
+
+    completed: list[int]
+    key_conflicts: list[int]
+
+
 @task(name="reconcile_with_bucket")
-def reconcile_due_jobs(due: DueJobs) -> list[int]:
+def reconcile_due_jobs(due: DueJobs) -> ReconciledJobs:
     """Due jobs whose object is already stored (a run died after its upload) become completed
-    without a re-run; returns their ids."""
+    without a re-run; jobs whose key holds another's object are set aside."""
     settings = get_settings()
     report = reconcile_jobs(
         settings.database_url,
@@ -85,9 +94,11 @@ def reconcile_due_jobs(due: DueJobs) -> list[int]:
     logger = get_run_logger()
     for change in report.changes:
         logger.info("Upload job %s %s: %s", change.job_id, change.change, change.reason)
+    for conflict in report.conflicts:
+        logger.warning("Upload job %s not retried: %s", conflict.job_id, conflict.reason)
     for job_id, reason in report.undecided.items():
         logger.warning("Upload job %s not reconciled, it will be retried: %s", job_id, reason)
-    return report.completed
+    return ReconciledJobs(report.completed, [c.job_id for c in report.conflicts])
 
 
 @task(name="check_bucket_access")

@@ -20,6 +20,7 @@ from upload_jobs.jobs.progress import ProgressReport
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
+from upload_jobs.storage.ownership import KeyOwner
 
 RETRY_JITTER_FACTOR = 0.5
 
@@ -40,18 +41,19 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
 def upload_to_spaces(
     path: str,
     object_key: str,
-    progress_target: ProgressTarget | None = None,
+    progress_target: ProgressTarget,
     optimized: bool = False,
 ) -> spaces.UploadResult:
-    """Upload the file to the bucket (multipart when large) and verify it with a HEAD;
-    `optimized` says whether `path` is the streaming-optimized version of the source."""
+    """Upload the file to the bucket for the job of `progress_target` (multipart when large),
+    unless the key holds another's object, and verify it with a HEAD; `optimized` says whether
+    `path` is the streaming-optimized version of the source."""
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
     size = Path(path).stat().st_size
     sha256 = spaces.file_sha256(Path(path))
-    if progress_target is not None:
-        record_upload_intent(progress_target, size, sha256, optimized)
+    owner = KeyOwner(progress_target.job_id, uploaded_before(progress_target.job_id))
+    record_upload_intent(progress_target, size, sha256, optimized)
     log_progress = ProgressReport(logger.info, "Upload", total_bytes=size)
     live = live_progress(
         progress_target,
@@ -70,6 +72,7 @@ def upload_to_spaces(
             settings.bucket,
             Path(path),
             object_key,
+            owner=owner,
             sha256=sha256,
             acl=settings.acl,
             cache_control=settings.cache_control,
@@ -87,6 +90,18 @@ def upload_to_spaces(
     else:
         logger.info("Uploaded to s3://%s/%s (ETag %s)", settings.bucket, object_key, result.etag)
     return result
+
+
+def uploaded_before(job_id: int) -> frozenset[str]:
+    """The sha256s of what the job's attempts set out to upload: its objects from before uploads
+    named their job are recognised by them."""
+    try:
+        return JobStore(get_settings().database_url).upload_sha256s(job_id)
+    except SQLAlchemyError as exc:
+        # Without them an object of the job's own from then counts as someone else's: the job
+        # fails with key_conflict rather than writing over what it cannot prove is its own.
+        get_run_logger().warning("Could not read the job's earlier uploads: %s", exc)
+        return frozenset()
 
 
 def record_upload_intent(

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_token: SecretStr | None = None
     web_retry_workers: int = Field(default=2, ge=1, le=16)
+    # DigitalOcean's CDN keeps an object's old bytes until its TTL runs out: with both of these,
+    # a job that replaces its object purges the path (README "Object keys"). The token is a
+    # DigitalOcean API token (not the Spaces key); the API URL changes only for a stand-in.
+    digitalocean_token: SecretStr | None = None
+    cdn_endpoint_id: str | None = None
+    digitalocean_api_url: str = "https://api.digitalocean.com"
     # Without PREFECT_API_URL, a Prefect server answering here is used instead of starting a
     # temporary one (a retry takes ~2 s instead of ~7, README "Every-day commands"); empty: never.
     local_prefect_api_url: str = "http://127.0.0.1:4200/api"

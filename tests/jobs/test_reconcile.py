@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.command_line import invoke
 from tests.support.leases import expire_lease
 from tests.support.recordings import write_unfinished_recording
 from upload_jobs.errors import ErrorKind
@@ -16,15 +17,18 @@ from upload_jobs.jobs.models import AttemptOutcome, JobStatus
 from upload_jobs.jobs.reconcile import Change, ReconcileScope, reconcile_jobs
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
+from upload_jobs.storage.checksums import file_sha256
+from upload_jobs.storage.ownership import KeyOwner
 from upload_jobs.storage.spaces import UploadResult, make_s3_client, public_url, upload_video
 
 LEASE = timedelta(minutes=10)
 
 
-def put(settings: Settings, path: Path, key: str) -> UploadResult:
-    """Upload `path` as `key` the way a run does (with its sha256 in the metadata)."""
+def put(settings: Settings, path: Path, key: str, job_id: int) -> UploadResult:
+    """Upload `path` as `key` the way job `job_id`'s run does (sha256 and job in the metadata)."""
     client = make_s3_client(settings)
-    return upload_video(client, settings.bucket, path, key, acl="", cache_control="")
+    owner = KeyOwner(job_id)
+    return upload_video(client, settings.bucket, path, key, owner=owner, acl="", cache_control="")
 
 
 def reconcile(settings: Settings, **options: object) -> object:
@@ -63,7 +67,7 @@ class Jobs:
         claim = self.store.claim_job(job_id, "worker-1", LEASE)
         report = AttemptReport(preset="faststart", optimized=True)
         if upload is not None:
-            result = put(self.settings, upload, claim.object_key)
+            result = put(self.settings, upload, claim.object_key, job_id)
             self.store.record_upload_intent(
                 claim.attempt_id, result.size_bytes, result.sha256, optimized=True
             )
@@ -93,14 +97,14 @@ def test_failed_and_stuck_jobs_whose_object_is_there_become_completed(
     # The run died between upload and mark; no intent recorded, but the object is the source.
     stuck, stuck_source = jobs.add("died.mp4")
     jobs.run(stuck, upload=None, succeed=False, die=True)
-    put(settings, stuck_source, "videos/died.mp4")
+    put(settings, stuck_source, "videos/died.mp4", stuck)
     # Still running (lease valid), never uploaded, and uploaded but with other bytes: left alone.
     running, running_source = jobs.add("running.mp4")
     jobs.store.claim_job(running, "worker-2", LEASE)
-    put(settings, running_source, "videos/running.mp4")
+    put(settings, running_source, "videos/running.mp4", running)
     never, _ = jobs.add("never.mp4")
     other, _ = jobs.add("other.mp4")
-    put(settings, jobs.source("someone-else.mp4"), "videos/other.mp4")
+    put(settings, jobs.source("an-older-take.mp4"), "videos/other.mp4", other)
 
     report = reconcile(settings, scope=ReconcileScope.UNFINISHED)
 
@@ -129,7 +133,9 @@ def test_completed_jobs_whose_object_is_gone_are_set_back_to_failed(
     replaced, _ = jobs.add("replaced.mp4", JobStatus.COMPLETED)
     client = make_s3_client(settings)
     client.delete_object(Bucket=settings.bucket, Key="videos/deleted.mp4")
-    client.put_object(Bucket=settings.bucket, Key="videos/replaced.mp4", Body=b"short")
+    # The job's own object, but not the bytes it recorded (an older take of its video).
+    client.put_object(Bucket=settings.bucket, Key="videos/replaced.mp4", Body=b"short",
+                      Metadata={"upload-job-id": str(replaced)})  # fmt: skip
 
     dry = reconcile(settings, dry_run=True)
     assert sorted(dry.reopened) == sorted([deleted, replaced])  # type: ignore[attr-defined]
@@ -157,6 +163,50 @@ def test_completed_jobs_whose_object_is_gone_are_set_back_to_failed(
     assert reconcile(settings).changes == []  # type: ignore[attr-defined]
 
 
+def test_a_key_holding_an_object_not_the_jobs_is_a_conflict_and_nothing_changes(
+    settings: Settings, jobs: Jobs
+) -> None:
+    client = make_s3_client(settings)
+    # A completed job's object replaced by hand, without any metadata.
+    by_hand, _ = jobs.add("by-hand.mp4", JobStatus.COMPLETED)
+    client.put_object(Bucket=settings.bucket, Key="videos/by-hand.mp4", Body=b"a poster frame")
+    # A failed job whose key holds another job's video.
+    other, _ = jobs.add("other.mp4")
+    theirs, their_source = jobs.add("theirs.mp4")
+    put(settings, their_source, "videos/other.mp4", theirs)
+    # A failed job whose object is its own, from before objects named their job: it uploaded
+    # these bytes (the sha256 its attempt recorded), so it is completed, not a conflict.
+    legacy, legacy_source = jobs.add("legacy.mp4")
+    jobs.run(legacy, upload=None, succeed=False)
+    intent = jobs.store.list_attempts(legacy)[-1]
+    sha256 = file_sha256(legacy_source)
+    jobs.store.record_upload_intent(intent.id or 0, legacy_source.stat().st_size, sha256, False)
+    client.put_object(Bucket=settings.bucket, Key="videos/legacy.mp4",
+                      Body=legacy_source.read_bytes(), Metadata={"sha256": sha256})  # fmt: skip
+    before = {key: client.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+              for key in ("videos/by-hand.mp4", "videos/other.mp4")}  # fmt: skip
+
+    report = reconcile(settings)
+
+    conflicts = {c.job_id: c for c in report.conflicts}  # type: ignore[attr-defined]
+    assert sorted(conflicts) == sorted([by_hand, other])
+    assert conflicts[by_hand].held_by.startswith("a file upload-jobs did not upload (14 bytes")
+    assert conflicts[other].held_by.startswith(f"upload job {theirs}'s video")
+    assert report.completed == [legacy]  # type: ignore[attr-defined]
+    assert jobs.store.get_job(by_hand).status == JobStatus.COMPLETED  # never reopened over it
+    assert jobs.store.get_job(other).status == JobStatus.FAILED
+    after = {key: client.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+             for key in before}  # fmt: skip
+    assert after == before
+    summary = report.summary()  # type: ignore[attr-defined]
+    assert "2 keys hold another's object (left alone)" in summary
+
+    code, output = invoke("reconcile", "--json")
+    answer = json.loads(output)
+    assert code == 1 and {c["job_id"] for c in answer["conflicts"]} == {by_hand, other}
+    assert f"The keys of jobs {min(by_hand, other)}, {max(by_hand, other)}" in answer["error"]
+
+
 def test_the_sweep_scope_leaves_completed_jobs_alone(settings: Settings, jobs: Jobs) -> None:
     deleted, _ = jobs.add("deleted.mp4", JobStatus.COMPLETED)
     make_s3_client(settings).delete_object(Bucket=settings.bucket, Key="videos/deleted.mp4")
@@ -180,8 +230,6 @@ def test_large_tables_are_read_in_batches_and_limited(
 def test_the_cli_shows_what_it_would_change_then_changes_it(
     settings: Settings, jobs: Jobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.support.command_line import invoke
-
     deleted, _ = jobs.add("deleted é.mp4", JobStatus.COMPLETED)
     stuck, source = jobs.add("stuck.mp4")
     jobs.run(stuck, upload=source, succeed=False, die=True)

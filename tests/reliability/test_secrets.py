@@ -43,6 +43,7 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
 from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.ownership import KeyOwner
 
 # Every logger whose DEBUG output could carry a credential: the AWS stack prints requests with
 # their headers, SQLAlchemy its connections, Prefect its runs, the web stack its requests.
@@ -218,7 +219,7 @@ def test_errors_the_product_raises_never_name_a_credential(
 
     def upload(client: Any, bucket: str) -> Callable[[], object]:
         return lambda: spaces.upload_video(
-            client, bucket, video, "videos/v.mp4", acl="", cache_control=""
+            client, bucket, video, "videos/v.mp4", owner=KeyOwner(1), acl="", cache_control=""
         )
 
     client = spaces.make_s3_client(get_settings())

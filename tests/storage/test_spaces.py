@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ import urllib3.exceptions
 from botocore import exceptions as bce
 
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.uploads import CACHE, SECRET, MiB, settings_for, upload
 from upload_jobs.errors import (
     ErrorKind,
     PermanentUploadError,
@@ -34,87 +34,14 @@ from upload_jobs.storage.spaces import (
     list_open_multipart_uploads,
     make_s3_client,
     public_url,
-    upload_video,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-SECRET = "SECRETxyz-do-not-leak-123"
-MiB = 1024 * 1024
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-CACHE = "public, max-age=86400"
 MULTIPART = {"multipart_threshold": 5 * MiB, "chunk_size": 5 * MiB}
 UPLOAD_KINDS = ("put_object", "upload_part", "create_multipart", "complete_multipart")
-
-
-@pytest.fixture(scope="module")
-def local_s3() -> Iterator[LocalS3Server]:
-    with LocalS3Server() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake credentials from the environment only; the host's AWS config stays out of it."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDUPLOADJOBSTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "nyc3")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def proxy(local_s3: LocalS3Server) -> Iterator[S3FaultProxy]:
-    local_s3.reset_counts()
-    with S3FaultProxy(local_s3.endpoint_url) as fault_proxy:
-        yield fault_proxy
-
-
-def settings_for(endpoint_url: str, bucket: str, **overrides: Any) -> Settings:
-    return Settings(bucket=bucket, endpoint_url=endpoint_url, region="nyc3", **overrides)
-
-
-@pytest.fixture
-def direct(local_s3: LocalS3Server, aws_env: None) -> S3Client:
-    """A client straight to moto, for setup and inspection that the proxy must not count."""
-    return make_s3_client(settings_for(local_s3.endpoint_url, "unused"))
-
-
-@pytest.fixture
-def bucket(direct: S3Client) -> str:
-    # moto's buckets are process-wide: a fresh name keeps tests (and other modules) apart.
-    name = f"videos-{uuid.uuid4().hex[:12]}"
-    ensure_bucket(direct, name)
-    return name
-
-
-@pytest.fixture
-def client(proxy: S3FaultProxy, bucket: str) -> S3Client:
-    return make_s3_client(settings_for(proxy.endpoint_url, bucket, s3_max_attempts=3))
-
-
-@pytest.fixture
-def small_file(tmp_path: Path) -> Path:
-    path = tmp_path / "small clip.mp4"
-    path.write_bytes(os.urandom(200_000))
-    return path
-
-
-@pytest.fixture(scope="module")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("big") / "big.mp4"
-    path.write_bytes(os.urandom(12 * MiB + 12345))  # 3 parts of 5 MiB, the last one shorter
-    return path
-
-
-def upload(client: S3Client, bucket: str, path: Path, key: str, **options: Any) -> UploadResult:
-    options.setdefault("acl", "public-read")
-    options.setdefault("cache_control", CACHE)
-    return upload_video(client, bucket, path, key, **options)
 
 
 def uploads_sent(proxy: S3FaultProxy) -> int:
@@ -155,7 +82,7 @@ def test_small_file_is_one_put_with_headers_acl_and_checksum(
     head = direct.head_object(Bucket=bucket, Key=result.key)
     assert head["ContentType"] == "video/mp4"
     assert head["CacheControl"] == CACHE
-    assert head["Metadata"] == {"sha256": result.sha256}
+    assert head["Metadata"] == {"sha256": result.sha256, "upload-job-id": "1"}
     assert head["ContentLength"] == len(data)
     assert is_public_read(direct, bucket, result.key)
     assert proxy.count("put_object") == 1
@@ -194,7 +121,7 @@ def test_large_file_goes_multipart_and_round_trips(
     body = direct.get_object(Bucket=bucket, Key=result.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == result.sha256 == file_sha256(big_file)
     head = direct.head_object(Bucket=bucket, Key=result.key)
-    assert head["Metadata"] == {"sha256": result.sha256}
+    assert head["Metadata"] == {"sha256": result.sha256, "upload-job-id": "1"}
     assert (head["ContentType"], head["CacheControl"]) == ("video/mp4", CACHE)
     assert is_public_read(direct, bucket, result.key)
     assert list_open_multipart_uploads(direct, bucket) == []
@@ -225,7 +152,7 @@ def test_changed_file_under_same_key_is_uploaded_again_with_all_headers(
     assert not second.skipped_existing and second.sha256 != first.sha256
     assert proxy.count("put_object") == 1
     head = direct.head_object(Bucket=bucket, Key="videos/a.mp4")
-    assert head["Metadata"] == {"sha256": second.sha256}
+    assert head["Metadata"] == {"sha256": second.sha256, "upload-job-id": "1"}
     assert (head["ContentType"], head["CacheControl"]) == ("video/mp4", CACHE)
     assert is_public_read(direct, bucket, "videos/a.mp4")
 
@@ -378,7 +305,9 @@ def test_object_changed_behind_our_back_fails_verification(
         # Another writer replaces the object between our PUT and our verifying HEAD.
         direct.put_object(Bucket=bucket, Key="videos/a.mp4", Body=b"not the video")
 
-    with pytest.raises(UploadVerificationFailed, match="has 13 bytes"):
+    with pytest.raises(
+        UploadVerificationFailed, match=r"now holds a file upload-jobs did not upload \(13 bytes"
+    ):
         upload(client, bucket, small_file, "videos/a.mp4", on_progress=overwrite)
 
 

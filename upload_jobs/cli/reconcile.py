@@ -17,7 +17,6 @@ from upload_jobs.cli.output import (
     JsonOption,
     console,
     err_console,
-    fail,
     friendly_errors,
 )
 from upload_jobs.jobs.reconcile import ReconcileReport, ReconcileScope, reconcile_jobs
@@ -69,18 +68,34 @@ def reconcile(
                 limit=limit,
                 on_checked=lambda checked: progress.update(checking, completed=checked),
             )
+        problems = _problems(report)
         if json_output:
             payload = dataclasses.asdict(report) | {"in_agreement": report.in_agreement}
-            presenters.print_json(console, payload)
+            presenters.print_json(console, payload | ({"error": problems} if problems else {}))
         else:
             _print_report(report)
-        if report.undecided:
-            fail(
-                f"{len(report.undecided)} jobs could not be checked (the bucket did not answer "
-                "for them); run reconcile again later",
-                EXIT_FAILED,
-                json_output,
-            )
+            if problems:
+                err_console.print(f"[red]Error:[/red] {escape(problems)}", highlight=False)
+        if problems:
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _problems(report: ReconcileReport) -> str:
+    """What is left for people to sort out, in a sentence or two; empty when nothing is."""
+    problems = []
+    if report.conflicts:
+        jobs = ", ".join(str(conflict.job_id) for conflict in report.conflicts)
+        problems.append(
+            f"The keys of jobs {jobs} hold objects that are not theirs: nothing was changed for "
+            "them and nothing will be uploaded over those objects. Give each job another key "
+            "(`upload-jobs set-key ID KEY`) or move the object away, then retry."
+        )
+    if report.undecided:
+        problems.append(
+            f"{len(report.undecided)} jobs could not be checked (the bucket did not answer for "
+            "them); run reconcile again later."
+        )
+    return " ".join(problems)
 
 
 def _print_report(report: ReconcileReport) -> None:
@@ -104,6 +119,21 @@ def _print_report(report: ReconcileReport) -> None:
                 change.reason,
             )
         console.print(table)
+    if report.conflicts:
+        conflicts = FittedTable(
+            [
+                Column("JOB", justify="right"),
+                Column("OBJECT KEY", shrinkable=True, min_width=12),
+                Column("STATUS"),
+                Column("HELD BY", shrinkable=True, min_width=12),
+            ],
+            title="Jobs whose key holds an object not theirs (left alone)",
+        )
+        for conflict in report.conflicts:
+            conflicts.add_row(
+                str(conflict.job_id), conflict.object_key, conflict.status, conflict.held_by
+            )
+        console.print(conflicts)
     for job_id, reason in report.undecided.items():
         err_console.print(f"[yellow]Job {job_id} not checked:[/yellow] {escape(reason)}")
     console.print(report.summary(), highlight=False, soft_wrap=True)

@@ -17,6 +17,8 @@ class AttemptReport:
     uploaded_size_bytes: int | None = None
     optimized: bool = False
     fallback_reason: str | None = None
+    cdn_purge: str | None = None
+    cdn_purge_detail: str | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
 
     @contextmanager

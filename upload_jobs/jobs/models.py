@@ -97,6 +97,9 @@ class UploadAttempt(SQLModel, table=True):
     # Written before the transfer starts: a run that dies after uploading leaves this behind,
     # and reconcile recognises its object by it (with uploaded_size_bytes and optimized).
     upload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    # When the upload replaced the job's earlier object: whether the CDN was told to forget it.
+    cdn_purge: str | None = Field(default=None, sa_column=Column(String(16)))
+    cdn_purge_detail: str | None = Field(default=None, sa_column=Column(Text))
     step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
     started_at: datetime | None = _timestamp(nullable=False)
     finished_at: datetime | None = _timestamp()

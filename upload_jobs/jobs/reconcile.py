@@ -1,6 +1,8 @@
 """Reconcile the job table with the bucket, so that a job is completed exactly when its object
 is stored: failed or stuck jobs whose object is there become completed, completed jobs whose
-object is gone become failed again for a retry."""
+object is gone become failed again for a retry. A key that holds an object not the job's own
+(another job's, or a file put there by hand) is a conflict to report: nothing is changed, and
+nothing is uploaded over it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from upload_jobs.errors import ErrorKind, UploadJobError
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.jobs.store import lease_ran_out
+from upload_jobs.storage.ownership import KeyOwner, holder_of
 from upload_jobs.storage.spaces import ExistingObject, file_sha256, find_existing_object
 
 if TYPE_CHECKING:
@@ -59,14 +62,27 @@ class ReconcileChange:
         return JobStatus.COMPLETED if self.change is Change.COMPLETED else JobStatus.FAILED
 
 
+@dataclass(frozen=True)
+class ReconcileConflict:
+    """A job whose key holds an object that is not its own: left as it is, for people to sort."""
+
+    job_id: int
+    object_key: str
+    status: str
+    held_by: str
+    reason: str
+
+
 @dataclass
 class ReconcileReport:
-    """What one reconcile found: jobs checked, changes, and jobs it could not decide about."""
+    """What one reconcile found: jobs checked, changes, conflicts, and jobs it could not decide
+    about."""
 
     bucket: str
     dry_run: bool
     checked: int = 0
     changes: list[ReconcileChange] = field(default_factory=list)
+    conflicts: list[ReconcileConflict] = field(default_factory=list)
     undecided: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -82,15 +98,17 @@ class ReconcileReport:
     @property
     def in_agreement(self) -> int:
         """Jobs whose status already agreed with the bucket."""
-        return self.checked - len(self.changes) - len(self.undecided)
+        return self.checked - len(self.changes) - len(self.conflicts) - len(self.undecided)
 
     def summary(self) -> str:
         """One sentence for people: what was checked and what changed."""
         would = "would be " if self.dry_run else ""
+        conflicts = len(self.conflicts)
         return (
             f"Checked {self.checked} jobs against s3://{self.bucket}: "
             f"{len(self.completed)} {would}marked completed, "
             f"{len(self.reopened)} {would}set back to failed, {self.in_agreement} agree"
+            + (f", {conflicts} keys hold another's object (left alone)" if conflicts else "")
             + (f", {len(self.undecided)} could not be checked" if self.undecided else "")
             + "."
         )
@@ -98,7 +116,7 @@ class ReconcileReport:
 
 @dataclass(frozen=True)
 class _Intent:
-    """What a job's latest attempt set out to upload."""
+    """What a job's attempt set out to upload."""
 
     size_bytes: int | None
     sha256: str
@@ -106,11 +124,20 @@ class _Intent:
 
 
 @dataclass(frozen=True)
+class _Intents:
+    """What a job's attempts set out to upload: the latest one, and every sha256."""
+
+    latest: _Intent | None = None
+    sha256s: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class _Verdict:
-    change: Change
+    change: Change | None  # None: a conflict (`held_by` says what holds the key): no change
     reason: str
     stored: ExistingObject | None = None
     optimized: bool = False
+    held_by: str = ""
 
 
 def reconcile_jobs(
@@ -134,7 +161,7 @@ def reconcile_jobs(
     report = ReconcileReport(bucket=bucket, dry_run=dry_run)
     with ThreadPoolExecutor(HEAD_CONCURRENCY, thread_name_prefix="reconcile-head") as pool:
         for jobs in _job_batches(database_url, scope, limit, job_ids):
-            intents = _latest_intents(database_url, [job.id for job in jobs if job.id])
+            intents = _intents(database_url, [job.id for job in jobs if job.id])
             looked_up = pool.map(lambda job: _head(client, bucket, job.object_key), jobs)
             for job, stored in zip(jobs, looked_up, strict=True):
                 assert job.id is not None
@@ -142,10 +169,16 @@ def reconcile_jobs(
                 if isinstance(stored, UploadJobError):
                     report.undecided[job.id] = str(stored)
                     continue
-                verdict = _verdict(job, stored, intents.get(job.id), bucket)
+                verdict = _verdict(job, stored, intents.get(job.id, _Intents()), bucket)
                 if verdict is None:
                     continue
-                if dry_run or _apply(database_url, job, verdict, public_url):
+                if verdict.change is None:
+                    report.conflicts.append(
+                        ReconcileConflict(
+                            job.id, job.object_key, job.status, verdict.held_by, verdict.reason
+                        )
+                    )
+                elif dry_run or _apply(database_url, job, verdict, public_url):
                     report.changes.append(
                         ReconcileChange(
                             job.id, job.object_key, verdict.change, job.status, verdict.reason
@@ -164,10 +197,19 @@ def _head(client: S3Client, bucket: str, key: str) -> ExistingObject | UploadJob
 
 
 def _verdict(
-    job: UploadJob, stored: ExistingObject | None, intent: _Intent | None, bucket: str
+    job: UploadJob, stored: ExistingObject | None, intents: _Intents, bucket: str
 ) -> _Verdict | None:
-    """What to change about `job` given what the bucket holds; None when they agree."""
+    """What to change about `job` given what the bucket holds; None when they agree; a verdict
+    without a change when the key holds an object that is not the job's."""
     where = f"s3://{bucket}/{job.object_key}"
+    if stored is not None and not _owns(job, stored, intents):
+        holder = holder_of(stored)
+        held = f"{where} holds {holder}, not this job's video"
+        if job.status == JobStatus.COMPLETED:
+            return _Verdict(
+                None, f"{held}: the job says completed; nothing changed", held_by=holder
+            )
+        return _Verdict(None, f"{held}: a retry will not write over it", held_by=holder)
     if job.status == JobStatus.COMPLETED:
         if stored is None:
             return _Verdict(Change.REOPENED, f"{where} is not in the bucket")
@@ -176,8 +218,9 @@ def _verdict(
             return _Verdict(Change.REOPENED, reason + str(job.uploaded_size_bytes))
         return None
     if stored is None or stored.sha256 is None:
-        return None  # nothing there (or nothing we can recognise): the retry uploads it
+        return None  # nothing there: the retry uploads it
     same = f"({stored.size_bytes} bytes, same sha256)"
+    intent = intents.latest
     if intent is not None and (intent.sha256, intent.size_bytes) == (
         stored.sha256,
         stored.size_bytes,
@@ -187,6 +230,15 @@ def _verdict(
     if _source_matches(job.source_path, stored):
         return _Verdict(Change.COMPLETED, f"{where} holds the original file {same}", stored)
     return None
+
+
+def _owns(job: UploadJob, stored: ExistingObject, intents: _Intents) -> bool:
+    """Whether the object at the job's key is the job's own: it names the job, or (from before
+    objects named their job) it holds bytes one of its attempts uploaded, or the source itself."""
+    assert job.id is not None
+    if KeyOwner(job.id, intents.sha256s).owns(stored):
+        return True
+    return stored.owner is None and _source_matches(job.source_path, stored)
 
 
 def _source_matches(source_path: str, stored: ExistingObject) -> bool:
@@ -295,8 +347,8 @@ def _unfinished(now: datetime) -> ColumnElement[bool]:
     return or_(col(UploadJob.status) == JobStatus.FAILED, lease_ran_out(now))
 
 
-def _latest_intents(database_url: str, job_ids: list[int]) -> dict[int, _Intent]:
-    """Per job, what its latest attempt that got as far as uploading set out to upload."""
+def _intents(database_url: str, job_ids: list[int]) -> dict[int, _Intents]:
+    """Per job, what its attempts that got as far as uploading set out to upload."""
     query = (
         select(UploadAttempt)
         .where(col(UploadAttempt.job_id).in_(job_ids))
@@ -305,10 +357,10 @@ def _latest_intents(database_url: str, job_ids: list[int]) -> dict[int, _Intent]
     )
     with session_for(database_url) as session:
         attempts = list(session.exec(query).all())
-    # Ordered by id, so each job keeps its latest attempt.
-    return {
-        attempt.job_id: _Intent(
-            attempt.uploaded_size_bytes, attempt.upload_sha256 or "", attempt.optimized
-        )
-        for attempt in attempts
-    }
+    intents: dict[int, _Intents] = {}
+    for attempt in attempts:  # ordered by id: each job ends with its latest attempt
+        sha256 = attempt.upload_sha256 or ""
+        latest = _Intent(attempt.uploaded_size_bytes, sha256, attempt.optimized)
+        seen = intents.get(attempt.job_id, _Intents()).sha256s
+        intents[attempt.job_id] = _Intents(latest, seen | {sha256})
+    return intents

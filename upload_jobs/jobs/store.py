@@ -325,6 +325,16 @@ class JobStore:
             session.connection().execute(record)
             session.commit()
 
+    def upload_sha256s(self, job_id: int) -> frozenset[str]:
+        """The sha256 of every file the job's attempts set out to upload."""
+        query = (
+            select(UploadAttempt.upload_sha256)
+            .where(UploadAttempt.job_id == job_id)
+            .where(col(UploadAttempt.upload_sha256).is_not(None))
+        )
+        with session_for(self.database_url) as session:
+            return frozenset(sha for sha in session.exec(query).all() if sha)
+
     def reap_expired_leases(self) -> list[int]:
         """Jobs whose run stopped (lease expired while in progress) become failed: worker_lost."""
         now = utcnow()
@@ -439,6 +449,8 @@ def _attempt_values(report: AttemptReport, outcome: AttemptOutcome) -> dict[str,
         "optimized": report.optimized,
         "optimization_preset": report.preset,
         "fallback_reason": report.fallback_reason,
+        "cdn_purge": report.cdn_purge,
+        "cdn_purge_detail": report.cdn_purge_detail,
         "source_size_bytes": report.source_size_bytes,
         "uploaded_size_bytes": report.uploaded_size_bytes,
         "step_seconds": report.step_seconds,

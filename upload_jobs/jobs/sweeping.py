@@ -23,6 +23,7 @@ class SweepReport:
     mode: str
     reaped: list[int] = field(default_factory=list)
     reconciled: list[int] = field(default_factory=list)
+    key_conflicts: list[int] = field(default_factory=list)
     picked: list[int] = field(default_factory=list)
     skipped_missing_source: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
@@ -41,6 +42,7 @@ class SweepReport:
         outcomes = [
             ("leases expired (worker lost)", self.reaped),
             ("already in the bucket: marked completed", self.reconciled),
+            ("skipped: key holds another's object", self.key_conflicts),
             ("picked for retry", self.picked),
             ("skipped: source file missing", self.skipped_missing_source),
             ("started on workers", sorted(self.flow_runs_started)),

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from botocore import exceptions as bce
 
-from upload_jobs.errors import PermanentUploadError, UploadVerificationFailed
+from upload_jobs.errors import KeyConflict, PermanentUploadError, UploadVerificationFailed
 from upload_jobs.settings import Settings
 from upload_jobs.storage.checksums import file_sha256 as file_sha256  # re-exported
 from upload_jobs.storage.clients import make_s3_client as make_s3_client  # re-exported
@@ -25,7 +25,8 @@ from upload_jobs.storage.failures import (
     classified_upload_errors,
     classify_upload_error,
 )
-from upload_jobs.storage.transfer import MIN_PART_BYTES, MiB, Transfer, error_code
+from upload_jobs.storage.ownership import OWNER_METADATA_KEY, KeyOwner, holder_of, key_conflict
+from upload_jobs.storage.transfer import MIN_PART_BYTES, ConditionRefused, MiB, Transfer, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,7 +38,8 @@ VIDEO_CONTENT_TYPE = "video/mp4"
 
 @dataclass(frozen=True)
 class UploadResult:
-    """What ended up in the bucket for one upload (or was already there)."""
+    """What ended up in the bucket for one upload (or was already there); `replaced`: it wrote
+    over an earlier object of the same job (which a CDN may still serve)."""
 
     key: str
     size_bytes: int
@@ -45,11 +47,13 @@ class UploadResult:
     sha256: str
     multipart: bool
     skipped_existing: bool
+    replaced: bool = False
 
 
 @dataclass(frozen=True)
 class ExistingObject:
-    """An object's HEAD: size, ETag without quotes, our `sha256` metadata, content headers."""
+    """An object's HEAD: size, ETag without quotes, our `sha256` and owner metadata, content
+    headers, when it was last written."""
 
     key: str
     size_bytes: int
@@ -57,6 +61,8 @@ class ExistingObject:
     sha256: str | None
     content_type: str | None
     cache_control: str | None
+    owner: str | None = None
+    last_modified: datetime | None = None
 
 
 def public_url(settings: Settings, key: str) -> str:
@@ -78,9 +84,17 @@ def find_existing_object(client: S3Client, bucket: str, key: str) -> ExistingObj
             if _is_not_found(exc):
                 return None
             raise
-    etag, sha256 = head.get("ETag", "").strip('"'), head.get("Metadata", {}).get("sha256")
-    return ExistingObject(key, head["ContentLength"], etag, sha256, head.get("ContentType"),
-                          head.get("CacheControl"))  # fmt: skip
+    metadata = head.get("Metadata", {})
+    return ExistingObject(
+        key,
+        head["ContentLength"],
+        head.get("ETag", "").strip('"'),
+        metadata.get("sha256"),
+        head.get("ContentType"),
+        head.get("CacheControl"),
+        owner=metadata.get(OWNER_METADATA_KEY),
+        last_modified=head.get("LastModified"),
+    )
 
 
 def upload_video(
@@ -89,6 +103,7 @@ def upload_video(
     path: Path,
     key: str,
     *,
+    owner: KeyOwner,
     acl: str,
     cache_control: str,
     sha256: str | None = None,
@@ -97,7 +112,8 @@ def upload_video(
     concurrency: int = 4,
     on_progress: Callable[[int], None] | None = None,
 ) -> UploadResult:
-    """Uploads `path` as `key` (one PUT, or multipart from `multipart_threshold`) and verifies it.
+    """Uploads `path` as `key` for `owner` (one PUT, or multipart from `multipart_threshold`) and
+    verifies it; `KeyConflict`, and nothing written, when the key holds another's object.
 
     Skips the transfer when the same bytes are already there; an empty `acl` sends no ACL.
     """
@@ -106,26 +122,48 @@ def upload_video(
     size = path.stat().st_size
     sha256 = sha256 or file_sha256(path)
     existing = find_existing_object(client, bucket, key)
+    if existing is not None and not owner.owns(existing):
+        raise key_conflict(existing, bucket, owner)
     if existing is not None and _matches(existing, size, sha256, cache_control):
         logger.info("s3://%s/%s already holds these %d bytes: upload skipped", bucket, key, size)
         return UploadResult(
             key, size, existing.etag, sha256, multipart=False, skipped_existing=True
         )
     # Sent on every upload: an overwrite without them resets them (and the CDN link turns 403).
-    headers: dict[str, Any] = {"ContentType": VIDEO_CONTENT_TYPE, "Metadata": {"sha256": sha256}}
+    metadata = {"sha256": sha256, **owner.metadata()}
+    headers: dict[str, Any] = {"ContentType": VIDEO_CONTENT_TYPE, "Metadata": metadata}
     headers |= {"CacheControl": cache_control} if cache_control else {}
     headers |= {"ACL": acl} if acl else {}
-    transfer = Transfer(client, bucket, key, path, size, headers, on_progress)
+    # Written only if the key is still as the HEAD saw it: empty, or this very object of ours.
+    condition = {"IfNoneMatch": "*"} if existing is None else {"IfMatch": f'"{existing.etag}"'}
+    transfer = Transfer(client, bucket, key, path, size, headers, on_progress, condition)
     multipart = size >= multipart_threshold
     logger.info("Uploading %s to %s (%d bytes, multipart=%s)", path, transfer, size, multipart)
-    with classified_upload_errors(bucket):
-        if multipart:
-            transfer.multipart(chunk_size, max(1, concurrency))
-        else:
-            transfer.put()
-    stored = _verify(client, bucket, key, size, sha256)
+    try:
+        with classified_upload_errors(bucket):
+            if multipart:
+                transfer.multipart(chunk_size, max(1, concurrency))
+            else:
+                transfer.put()
+    except ConditionRefused:
+        raise _taken_meanwhile(client, bucket, key, owner) from None
+    stored = _verify(client, bucket, key, size, sha256, owner)
     logger.info("Uploaded %s (%d bytes, ETag %s)", transfer, size, stored.etag)
-    return UploadResult(key, size, stored.etag, sha256, multipart, skipped_existing=False)
+    return UploadResult(
+        key, size, stored.etag, sha256, multipart, skipped_existing=False,
+        replaced=existing is not None,
+    )  # fmt: skip
+
+
+def _taken_meanwhile(client: S3Client, bucket: str, key: str, owner: KeyOwner) -> KeyConflict:
+    """Another writer got to the key between the HEAD and the write, which the endpoint refused."""
+    holder = find_existing_object(client, bucket, key)
+    if holder is not None and not owner.owns(holder):
+        return key_conflict(holder, bucket, owner)
+    return KeyConflict(
+        f"s3://{bucket}/{key} changed while upload job {owner.job_id} was uploading it: it was "
+        "not overwritten; retry to upload again"
+    )
 
 
 def _matches(existing: ExistingObject, size: int, sha256: str, cache_control: str) -> bool:
@@ -138,12 +176,16 @@ def _matches(existing: ExistingObject, size: int, sha256: str, cache_control: st
     )
 
 
-def _verify(client: S3Client, bucket: str, key: str, size: int, sha256: str) -> ExistingObject:
+def _verify(
+    client: S3Client, bucket: str, key: str, size: int, sha256: str, owner: KeyOwner
+) -> ExistingObject:
     """HEADs the new object; raises `UploadVerificationFailed` when it differs from the file."""
     stored = find_existing_object(client, bucket, key)
     where = f"Uploaded object s3://{bucket}/{key}"
     if stored is None:
         raise UploadVerificationFailed(f"{where} is not in the bucket")
+    if stored.owner != str(owner.job_id):
+        raise UploadVerificationFailed(f"{where} now holds {holder_of(stored)}")
     if stored.size_bytes != size:
         raise UploadVerificationFailed(f"{where} has {stored.size_bytes} bytes, the file {size}")
     if stored.sha256 != sha256:

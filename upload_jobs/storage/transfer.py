@@ -1,5 +1,11 @@
 """One file going to one key: a single PUT, or a multipart upload streamed from the file whose
-parts are aborted on every way out but success."""
+parts are aborted on every way out but success; written only if the key is as it was seen.
+
+The condition (`If-None-Match: *` for a key that was empty, `If-Match: ETAG` for the job's own
+object) makes the check before the write atomic where the endpoint honours it: AWS S3 and moto
+do (moto not for `If-Match` on a multipart completion). An endpoint that refuses the headers as
+unknown gets the write without them, once warned: the check before the write is then all there is.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,13 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore import exceptions as bce
 
+from upload_jobs.errors import KeyConflict
 from upload_jobs.storage.failures import NO_SUCH_UPLOAD, classify_upload_error
 from upload_jobs.storage.file_spans import FileSpan
 
@@ -31,9 +38,27 @@ MAX_PARTS = 10_000
 ABORT_ATTEMPTS = 3
 
 
+# 412 PreconditionFailed: the key is no longer as seen; 409: another conditional write to it
+# is under way (AWS S3).
+_REFUSED_CONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
+# What an endpoint that does not know conditional writes may answer them with.
+_UNKNOWN_CONDITION = {"NotImplemented", "InvalidArgument", "InvalidRequest"}
+# Endpoints that refused the headers once: this process writes to them without asking again.
+_endpoints_without_conditions: set[str] = set()
+
+
+class ConditionRefused(KeyConflict):
+    """The endpoint refused the write: the key changed since it was checked (the caller looks at
+    what holds it now)."""
+
+
 def error_code(exc: bce.ClientError) -> str:
     """The S3 error code of a failed request (`NoSuchKey`, `PreconditionFailed`...)."""
     return str(exc.response.get("Error", {}).get("Code") or "")
+
+
+def _status(exc: bce.ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 @dataclass(frozen=True)
@@ -47,15 +72,45 @@ class Transfer:
     size: int
     headers: dict[str, Any]
     on_progress: Callable[[int], None] | None
+    condition: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def put(self) -> None:
-        with self.path.open("rb") as body:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self.headers)
+        """One PUT of the whole file, under the condition."""
+
+        def send(condition: dict[str, Any]) -> None:
+            with self.path.open("rb") as body:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=body, **self.headers, **condition
+                )
+
+        self._conditionally(send)
         if self.on_progress is not None:
             self.on_progress(self.size)
+
+    def _conditionally(self, send: Callable[[dict[str, Any]], object]) -> None:
+        """`send(condition)`; `ConditionRefused` when the endpoint refuses it, and once without
+        the condition when the endpoint does not know it."""
+        endpoint = str(self.client.meta.endpoint_url)
+        condition = {} if endpoint in _endpoints_without_conditions else self.condition
+        try:
+            send(condition)
+        except bce.ClientError as exc:
+            if not condition:
+                raise
+            if error_code(exc) in _REFUSED_CONDITION or _status(exc) == 412:
+                raise ConditionRefused(f"{self} changed since it was checked") from exc
+            if error_code(exc) not in _UNKNOWN_CONDITION and _status(exc) != 501:
+                raise
+            logger.warning(
+                "%s refused a conditional write (%s): writing without the condition, as every "
+                "later upload of this process to it will (the key was checked just before)",
+                endpoint, error_code(exc) or _status(exc),
+            )  # fmt: skip
+            _endpoints_without_conditions.add(endpoint)
+            send({})
 
     def multipart(self, chunk_size: int, concurrency: int) -> None:
         """Creates, fills and completes a multipart upload; aborts it on any way out but success."""
@@ -71,9 +126,12 @@ class Transfer:
         completed = False
         try:
             parts = self._send_parts(upload_id, spans, concurrency)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+            # The check that counts is at completion: the object appears only then.
+            self._conditionally(
+                lambda condition: self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts}, **condition,
+                )
             )  # fmt: skip
             completed = True
         finally:

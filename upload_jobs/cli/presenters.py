@@ -61,6 +61,12 @@ def _status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(JobStatus(status), "white"))
 
 
+def _file_of(source_path: str) -> str:
+    """The file and its folder (`2026-11-23/merged.mp4`): pipelines reuse file names by day."""
+    path = Path(source_path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> FittedTable:
     """The jobs list with an OPTIMIZED column, as `upload-jobs list` prints it: one line per job
     at any width (`show` and `--json` keep the full values)."""
@@ -87,7 +93,7 @@ def jobs_table(jobs: list[UploadJob], title: str = "Upload jobs") -> FittedTable
             str(job.id),
             _status_text(job.status),
             optimized,
-            Path(job.source_path).name,
+            _file_of(job.source_path),
             _size(job.uploaded_size_bytes or job.source_size_bytes),
             str(job.attempts),
             result,

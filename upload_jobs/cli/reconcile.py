@@ -85,10 +85,14 @@ def _problems(report: ReconcileReport) -> str:
     problems = []
     if report.conflicts:
         jobs = ", ".join(str(conflict.job_id) for conflict in report.conflicts)
+        whose = (
+            f"The key of job {jobs} holds an object that is not its own"
+            if len(report.conflicts) == 1
+            else f"The keys of jobs {jobs} hold objects that are not theirs"
+        )
         problems.append(
-            f"The keys of jobs {jobs} hold objects that are not theirs: nothing was changed for "
-            "them and nothing will be uploaded over those objects. Give each job another key "
-            "(`upload-jobs set-key ID KEY`) or move the object away, then retry."
+            f"{whose}: nothing was changed and nothing will be uploaded over them. Give the job "
+            "another key (`upload-jobs set-key ID KEY`) or move the object away, then retry."
         )
     if report.undecided:
         problems.append(

@@ -108,10 +108,14 @@ class ReconcileReport:
             f"Checked {self.checked} jobs against s3://{self.bucket}: "
             f"{len(self.completed)} {would}marked completed, "
             f"{len(self.reopened)} {would}set back to failed, {self.in_agreement} agree"
-            + (f", {conflicts} keys hold another's object (left alone)" if conflicts else "")
+            + (f", {_keys_hold(conflicts)} another's object (left alone)" if conflicts else "")
             + (f", {len(self.undecided)} could not be checked" if self.undecided else "")
             + "."
         )
+
+
+def _keys_hold(count: int) -> str:
+    return "1 key holds" if count == 1 else f"{count} keys hold"
 
 
 @dataclass(frozen=True)

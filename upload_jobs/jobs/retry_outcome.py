@@ -29,10 +29,10 @@ def failed_outcome(
 ) -> RetryOutcome:
     """The job did not end completed: the reason, its error kind, and what to do next."""
     kind = f" [{error_kind}]" if error_kind else ""
-    message = (
-        f"Upload job {job.id} failed{kind}: {reason}. "
-        f"Fix the cause, then run `upload-jobs retry {job.id}` again."
-    )
+    # A reason that already names the command to run next needs no second telling.
+    retry = f"`upload-jobs retry {job.id}`"
+    advice = "" if "`upload-jobs " in reason else f" Fix the cause, then run {retry} again."
+    message = f"Upload job {job.id} failed{kind}: {reason.rstrip('.')}.{advice}"
     return RetryOutcome(job, False, message, flow_run_id)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.ports import closed_port_url
 from upload_jobs.media import samples
 from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.storage.local_s3 import LocalS3Server
@@ -69,18 +69,13 @@ def user_env(prefect_home: Path, **settings: str) -> dict[str, str]:
         if not key.startswith(("PREFECT_", "UPLOAD_JOBS_", "VIRTUAL_ENV", "PYTEST_"))
     }
     prefect_home.mkdir(parents=True)
-    with socket.socket() as probe:  # where a developer's own server may be: a port with none
-        probe.bind(("127.0.0.1", 0))
-        nothing_there = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
-    return (
-        env
-        | settings
-        | {
-            "PREFECT_HOME": str(prefect_home),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "UPLOAD_JOBS_LOCAL_PREFECT_API_URL": nothing_there,
-        }
-    )
+    fresh = {
+        "PREFECT_HOME": str(prefect_home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # Where a developer's own Prefect server may be: a port with none, as on a new machine.
+        "UPLOAD_JOBS_LOCAL_PREFECT_API_URL": closed_port_url("/api"),
+    }
+    return env | settings | fresh
 
 
 def as_a_user(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, float]:

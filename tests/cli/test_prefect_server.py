@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +15,12 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
 from tests.support.command_line import invoke
+from tests.support.ports import closed_port_url
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def closed_port_url() -> str:
-    """An API URL on 127.0.0.1 where nothing listens (a server that is not running)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api"
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -60,7 +52,7 @@ def test_a_configured_server_that_does_not_answer_is_one_sentence_and_exit_2(
 ) -> None:
     store = JobStore(settings.database_url)
     job = store.add_job(str(clip("moov_at_end", "a.mp4")), "videos/a.mp4", JobStatus.FAILED)
-    dead = closed_port_url()
+    dead = closed_port_url("/api")
     with temporary_settings(updates={PREFECT_API_URL: dead}):
         code, output = invoke(*(part.format(id=job.id) for part in command))
     said = " ".join(output.split())
@@ -119,7 +111,7 @@ def test_an_expected_failure_is_one_line_on_the_terminal(
 def test_retrying_a_completed_job_starts_no_flow_run(settings: Settings, clip) -> None:
     store = JobStore(settings.database_url)
     job = store.add_job(str(clip("faststart", "done.mp4")), "videos/done.mp4", "completed")
-    dead = closed_port_url()  # it would be refused if the command went to a server at all
+    dead = closed_port_url("/api")  # it would be refused if the command went to a server at all
     with temporary_settings(updates={PREFECT_API_URL: dead}):
         code, output = invoke("retry", str(job.id), "--json")
     assert code == 0, output

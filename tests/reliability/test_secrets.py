@@ -23,12 +23,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.conftest import one_database
+from tests.support.ports import closed_port_url
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.secret_sightings import (
     Credentials,
     Sightings,
     cli_json,
-    closed_port_url,
     distinctive_credentials,
     echoing_store_message,
     prefect_console,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -116,14 +115,6 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
     for name, value in variables.items():
         monkeypatch.setenv(f"UPLOAD_JOBS_{name.upper()}", value)
     get_settings.cache_clear()
-
-
-def closed_port_url() -> str:
-    """An http:// endpoint on 127.0.0.1 where nothing listens: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def echoing_store_message(credentials: Credentials) -> str:

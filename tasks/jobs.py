@@ -10,8 +10,9 @@ from prefect.runtime import flow_run
 from tasks.job_steps import step_run_name
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.claims import ClaimedJob, new_lease_owner
 from upload_jobs.jobs.models import UploadJob
-from upload_jobs.jobs.store import ClaimedJob, JobStore, new_lease_owner
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
 
 # A dropped database connection while recording an outcome must cost a retry, not the outcome.

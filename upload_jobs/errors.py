@@ -22,6 +22,7 @@ class ErrorKind(StrEnum):
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_CLAIMABLE = "job_not_claimable"
     WORKER_LOST = "worker_lost"
+    INTERRUPTED = "interrupted"
     INTERNAL = "internal_error"
 
 

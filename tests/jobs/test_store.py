@@ -11,7 +11,8 @@ import pytest
 from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc, utcnow
-from upload_jobs.jobs.store import JobStore, retry_backoff
+from upload_jobs.jobs.outcomes import retry_backoff
+from upload_jobs.jobs.store import JobStore
 
 LEASE = timedelta(minutes=10)
 

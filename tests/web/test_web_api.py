@@ -19,9 +19,10 @@ from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.claims import new_lease_owner
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
-from upload_jobs.jobs.store import JobStore, new_lease_owner
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.web.retries import LocalRetryQueue
 

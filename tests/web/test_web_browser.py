@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.claims import new_lease_owner
 from upload_jobs.jobs.models import JobStatus
-from upload_jobs.jobs.store import JobStore, new_lease_owner
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 from upload_jobs.web.retries import LocalRetryQueue
 from upload_jobs.web.server import RetrySetup, WebServer

@@ -21,8 +21,8 @@ from upload_jobs.cli.output import (
 )
 from upload_jobs.cli.serving import flow_parameters
 from upload_jobs.errors import JobAlreadyCompleted
+from upload_jobs.jobs.claims import claim_refusal
 from upload_jobs.jobs.retry_outcome import RetryOutcome
-from upload_jobs.jobs.store import claim_refusal
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
 
 

@@ -25,6 +25,7 @@ class AttemptOutcome(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by a signal, a cancellation or a shutdown
 
 
 def utcnow() -> datetime:

@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
 from upload_jobs.errors import ErrorKind, UploadJobError
+from upload_jobs.jobs.claims import lease_ran_out
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
-from upload_jobs.jobs.store import lease_ran_out
 from upload_jobs.storage.ownership import KeyOwner, holder_of
 from upload_jobs.storage.spaces import ExistingObject, file_sha256, find_existing_object
 

@@ -1,0 +1,22 @@
+"""The job table at one database URL: what every part of the store starts from."""
+
+from __future__ import annotations
+
+from upload_jobs.errors import JobNotFound
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.models import UploadJob
+
+
+class JobTable:
+    """Jobs and attempts in the database at `database_url`."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def get_job(self, job_id: int) -> UploadJob:
+        """The job with this id, or `JobNotFound`."""
+        with session_for(self.database_url) as session:
+            job = session.get(UploadJob, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from prefect import flow
@@ -14,8 +15,11 @@ from tasks.optimize import choose_upload_file, optimize_for_streaming
 from tasks.upload import upload_task_for
 from upload_jobs.errors import error_kind_for
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
+from upload_jobs.jobs.claims import ClaimedJob
 from upload_jobs.jobs.files import attempt_work_dir
+from upload_jobs.jobs.leases import HeldLease
 from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
 from upload_jobs.storage.spaces import public_url
 
@@ -39,38 +43,55 @@ def _upload_steps(job_id: int) -> UploadJob:
     claim = claim_job(job_id)
     report = AttemptReport(preset=str(settings.preset))
     work_dir = attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
+    # Renewed while the steps run; a signal, a cancellation or a shutdown gives the job back.
+    lease = HeldLease(
+        JobStore(settings.database_url),
+        claim,
+        report,
+        timedelta(seconds=settings.lease_seconds),
+        settings.lease_renew_seconds,
+    )
     try:
-        try:
-            with report.step("check_source_file"):
-                report.source_size_bytes = check_source_file(claim.source_path)
-            with report.step("optimize_for_streaming"):
-                optimization = optimize_for_streaming(
-                    claim.source_path,
-                    str(work_dir),
-                    settings.preset,
-                    claim.progress_target,
-                    return_state=True,
-                )
-                choice = choose_upload_file(claim.source_path, optimization)
-                report.optimized, report.fallback_reason = choice.optimized, choice.fallback_reason
-            with report.step("measure_file_size"):
-                report.uploaded_size_bytes = measure_file_size(choice.path)
-            with report.step("upload_to_spaces"):
-                uploaded = upload_task_for(settings)(
-                    choice.path, claim.object_key, claim.progress_target, choice.optimized
-                )
-        except Exception as exc:
-            mark_job_failed(claim, report, str(exc), error_kind_for(exc))
-            raise
-        # Outside the except above on purpose: the object is in the bucket now, so a failure to
-        # record it must not mark the job failed; the lease runs out and the next run finds the
-        # object by size and sha256 without uploading again.
-        if uploaded.replaced:  # the CDN may still serve the bytes it replaced
-            purge = purge_cdn_cache(claim.object_key)
-            report.cdn_purge, report.cdn_purge_detail = purge.outcome, purge.detail
-        stored = StoredObject(
-            public_url(settings, claim.object_key), uploaded.etag, uploaded.skipped_existing
-        )
-        return mark_job_completed(claim, report, stored)
+        with lease:
+            return _steps_holding(claim, report, work_dir, lease)
     finally:
         cleanup_temp_file(str(work_dir), claim.source_path)
+
+
+def _steps_holding(
+    claim: ClaimedJob, report: AttemptReport, work_dir: Path, lease: HeldLease
+) -> UploadJob:
+    settings = get_settings()
+    try:
+        with report.step("check_source_file"):
+            report.source_size_bytes = check_source_file(claim.source_path)
+        with report.step("optimize_for_streaming"):
+            optimization = optimize_for_streaming(
+                claim.source_path,
+                str(work_dir),
+                settings.preset,
+                claim.progress_target,
+                return_state=True,
+            )
+            choice = choose_upload_file(claim.source_path, optimization)
+            report.optimized, report.fallback_reason = choice.optimized, choice.fallback_reason
+        with report.step("measure_file_size"):
+            report.uploaded_size_bytes = measure_file_size(choice.path)
+        with report.step("upload_to_spaces"):
+            uploaded = upload_task_for(settings)(
+                choice.path, claim.object_key, claim.progress_target, choice.optimized
+            )
+    except Exception as exc:
+        mark_job_failed(claim, report, str(exc), error_kind_for(exc))
+        raise
+    # Outside the except above on purpose: the object is in the bucket now, so a failure to
+    # record it must not mark the job failed; the lease runs out and the next run finds the
+    # object by size and sha256 without uploading again.
+    if uploaded.replaced:  # the CDN may still serve the bytes it replaced
+        purge = purge_cdn_cache(claim.object_key)
+        report.cdn_purge, report.cdn_purge_detail = purge.outcome, purge.detail
+    stored = StoredObject(
+        public_url(settings, claim.object_key), uploaded.etag, uploaded.skipped_existing
+    )
+    lease.check()  # a run that lost its job (or was stopped) records nothing more
+    return mark_job_completed(claim, report, stored)

@@ -20,6 +20,12 @@ from tasks.sweep import (
     start_retry_run,
 )
 from upload_jobs.errors import JobNotClaimable
+from upload_jobs.jobs.leases import (
+    LeaseLost,
+    RunInterrupted,
+    interrupt_held_leases,
+    interruption_reason,
+)
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import CircuitBreaker, SweepMode, SweepReport
 from upload_jobs.settings import get_settings
@@ -67,32 +73,52 @@ def retry_here(
 ) -> None:
     """Run the retries' steps in this flow run, `concurrency` jobs at a time; stop starting
     more once the breaker opens (every retry failing the same permanent way)."""
-    store = JobStore(get_settings().database_url)
     pending = list(due)
-    running: dict[Future[bool], int] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        while pending or running:
-            while pending and len(running) < max(1, concurrency) and not breaker.open:
-                next_job = pending.pop(0)
-                # Each thread needs its own copy of the flow's context to run tasks in it.
-                context = contextvars.copy_context()
-                future = pool.submit(context.run, _retry_in_this_run, next_job.job_id)
-                running[future] = next_job.job_id
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job_id = running.pop(future)
-                if not future.result():
-                    report.claimed_elsewhere.append(job_id)
-                    continue
-                # The outcome is what the run recorded on the job.
-                job, attempts = store.get_job(job_id), store.list_attempts(job_id)
-                fallback = attempts[-1].fallback_reason if attempts else None
-                report.record_retry(job_id, job.status, job.optimized_for_streaming, fallback)
-                breaker.record(job.error_kind, job.last_error)
+        try:
+            _run_all(pool, pending, concurrency, breaker, report)
+        except BaseException as exc:
+            reason = interruption_reason(exc)
+            if reason is not None:
+                # Ctrl-C or SIGTERM reach this thread only: the jobs' threads stop at their
+                # next step and give their jobs back before the sweep ends.
+                interrupt_held_leases(reason)
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
     report.not_run = [left.job_id for left in pending]
     report.stopped_early = breaker.reason
+
+
+def _run_all(
+    pool: ThreadPoolExecutor,
+    pending: list[DueJob],
+    concurrency: int,
+    breaker: CircuitBreaker,
+    report: SweepReport,
+) -> None:
+    """Keep `concurrency` retries going until `pending` is empty or the breaker opens."""
+    store = JobStore(get_settings().database_url)
+    running: dict[Future[bool], int] = {}
+    while pending or running:
+        while pending and len(running) < max(1, concurrency) and not breaker.open:
+            next_job = pending.pop(0)
+            # Each thread needs its own copy of the flow's context to run tasks in it.
+            context = contextvars.copy_context()
+            future = pool.submit(context.run, _retry_in_this_run, next_job.job_id)
+            running[future] = next_job.job_id
+        if not running:
+            break
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            job_id = running.pop(future)
+            if not future.result():
+                report.claimed_elsewhere.append(job_id)
+                continue
+            # The outcome is what the run recorded on the job.
+            job, attempts = store.get_job(job_id), store.list_attempts(job_id)
+            fallback = attempts[-1].fallback_reason if attempts else None
+            report.record_retry(job_id, job.status, job.optimized_for_streaming, fallback)
+            breaker.record(job.error_kind, job.last_error)
 
 
 def _retry_in_this_run(job_id: int) -> bool:
@@ -100,8 +126,10 @@ def _retry_in_this_run(job_id: int) -> bool:
     (another run holds the job, or it is completed already)."""
     try:
         run_upload_steps(job_id)
-    except JobNotClaimable:
+    except (JobNotClaimable, LeaseLost):
         return False
+    except RunInterrupted:
+        return True  # stopped with the sweep, which is ending: the job was given back
     except Exception:
         # Logged by the failed step's task run and recorded on the job by mark_job_failed,
         # which is where the sweep reads every outcome from.

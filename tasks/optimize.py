@@ -12,6 +12,7 @@ from prefect.states import State
 from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
+from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.jobs.progress import ProgressReport
 from upload_jobs.media import remux
@@ -34,6 +35,7 @@ def optimize_for_streaming(
     )
 
     def on_progress(percent: float) -> None:
+        check_lease()  # stopped or lost: ffmpeg is killed, its output removed
         log_progress.percent(percent)
         live.percent(percent)
 

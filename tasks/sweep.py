@@ -14,6 +14,8 @@ from prefect.deployments import run_deployment
 
 from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
+from upload_jobs.jobs.leases import take_back_if_gone
+from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.reconcile import ReconcileScope, reconcile_jobs
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import SweepReport, remove_stale_temp_files
@@ -46,10 +48,16 @@ class DueJobs:
 @task(name="reap_expired_leases")
 def reap_expired_leases() -> list[int]:
     """Jobs left in progress by a crashed worker become failed (worker_lost) so they retry."""
-    reaped = JobStore(get_settings().database_url).reap_expired_leases()
+    store = JobStore(get_settings().database_url)
+    reaped = store.reap_expired_leases()
     if reaped:
         get_run_logger().warning("Leases expired, marked worker_lost: jobs %s", reaped)
-    return reaped
+    # Jobs still within their lease whose holder was a process of this machine that is gone.
+    for job in store.list_jobs(status=JobStatus.IN_PROGRESS):
+        if taken := take_back_if_gone(store, job):
+            get_run_logger().warning("%s", taken)
+            reaped.append(job.id or 0)
+    return sorted(reaped)
 
 
 @task(name="pick_due_jobs")

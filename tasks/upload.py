@@ -15,6 +15,7 @@ from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
 from upload_jobs.errors import TransientUploadError
+from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.jobs.progress import ProgressReport
 from upload_jobs.jobs.store import JobStore
@@ -63,9 +64,11 @@ def upload_to_spaces(
     )
 
     def on_progress(done: int) -> None:
+        check_lease()  # stopped or lost between parts: the multipart upload is aborted
         log_progress.bytes_done(done)
         live.bytes_done(done)
 
+    check_lease()
     with upload_slot():
         result = spaces.upload_video(
             client,

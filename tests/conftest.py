@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.support.prefect_services import unused_services_off
+from tests.support.serving import ServeProcess, delete_deployments
 from upload_jobs.jobs.database import dispose_engines
 from upload_jobs.media import samples
 from upload_jobs.media.remux import resolve_ffmpeg
@@ -129,6 +130,20 @@ def prefect_server() -> Iterator[None]:
             env.setenv(name, value)
         with prefect_test_harness(server_startup_timeout=90):
             yield
+
+
+@pytest.fixture
+def served(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+    """Both deployments served by `upload-jobs serve` in a subprocess with this test's settings
+    (on the session's Prefect server), runs picked every second."""
+    delete_deployments()
+    process = ServeProcess(tmp_path / "serve.log")
+    try:
+        process.wait_until_serving()
+        yield process
+    finally:
+        process.stop()
+        delete_deployments()
 
 
 def ffmpeg_binaries() -> dict[str, str]:

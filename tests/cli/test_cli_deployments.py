@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +12,15 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 # Imported here, not first inside a CliRunner call: Prefect binds its console log handler to
 # sys.stderr at import, and CliRunner's stand-in stream is closed after each call.
 import flows.sweep  # noqa: F401
 from deployments import RETRY_DEPLOYMENT, WORK_POOL
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
-from tests.deployments.test_deployments import delete_deployments
 from tests.support.command_line import invoke
+from tests.support.serving import ServeProcess, delete_deployments
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
@@ -125,63 +121,6 @@ def test_sweep_prints_its_report(
 
     code, output = invoke("sweep")
     assert code == 0 and "Sweep (local)" in output and "skipped: source file missing" in output
-
-
-class ServeProcess:
-    """`upload-jobs serve` in a subprocess, against the session's Prefect server."""
-
-    def __init__(self, log_path: Path) -> None:
-        env = {
-            **os.environ,
-            "PREFECT_API_URL": str(get_current_settings().api.url),
-            "DO_NOT_TRACK": "1",
-        }
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            # No sweep may fire during the test: once a year, at New Year.
-            command = [sys.executable, "-m", "upload_jobs.cli", "serve", "--poll-seconds", "1"]
-            command += ["--sweep-cron", "0 0 1 1 *"]
-            self.popen = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def wait_until_serving(self) -> None:
-        """Return once this process has registered the retry deployment (deleted beforehand)."""
-        deadline = time.monotonic() + SERVE_STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            assert self.popen.poll() is None, f"serve exited:\n{self.log()}"
-            with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
-                client.read_deployment_by_name(RETRY_DEPLOYMENT)
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"serve did not register its deployments:\n{self.log()}")
-
-    def stop(self) -> None:
-        """SIGTERM, as a service manager stops it; killed if it lingers."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-    def log(self) -> str:
-        """The end of the process's output, flow runs included."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-60:])
-
-
-@pytest.fixture
-def served(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
-    """Both deployments served by a subprocess with this test's settings, runs picked every 1 s."""
-    delete_deployments()
-    process = ServeProcess(tmp_path / "serve.log")
-    try:
-        process.wait_until_serving()
-        yield process
-    finally:
-        process.stop()
-        delete_deployments()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

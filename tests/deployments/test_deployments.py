@@ -15,7 +15,6 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect.utilities.templating import apply_values
 from pydantic import ValidationError
@@ -30,7 +29,7 @@ from deployments.serve import build_deployments, describe
 from deployments.setup import ensure_work_pool
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
-from tests.support.prefect_runs import delete_runs_of
+from tests.support.serving import delete_deployments
 from upload_jobs.jobs.sweeping import SweepMode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,19 +115,6 @@ def test_prefect_deploy_all_registers_what_prefect_yaml_says() -> None:
     assert sweep.parameters == {"mode": "distributed"}
     assert sweep.global_concurrency_limit and sweep.global_concurrency_limit.limit == 1
     assert [s.schedule.cron for s in sweep.schedules] == [DEFAULT_SWEEP_CRON]
-
-
-def delete_deployments() -> None:
-    """Neither deployment on the server, nor any run of them: no worker or runner of a later
-    test may pick up a run (a scheduled sweep above all) meant for another test's database."""
-    with get_client(sync_client=True) as client:
-        for name in (RETRY_DEPLOYMENT, SWEEP_DEPLOYMENT):
-            try:
-                deployment = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                continue
-            delete_runs_of(deployment.id)
-            client.delete_deployment(deployment.id)
 
 
 def test_served_deployments_names_schedule_and_one_sweep_at_a_time() -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
-from tests.cli.test_cli_deployments import ServeProcess, served  # noqa: F401
-from tests.deployments.test_deployments import delete_deployments
+from tests.support.serving import ServeProcess, delete_deployments
 from tests.support.web_app import LOOPBACK_HEADERS, web_client
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
@@ -40,7 +39,7 @@ def test_without_the_deployment_auto_runs_retries_here_and_says_why(settings: Se
 
 
 def test_retry_goes_through_the_served_deployment(
-    served: ServeProcess,  # noqa: F811
+    served: ServeProcess,
     settings: Settings,
     clip: Callable[[str, str], Path],
 ) -> None:

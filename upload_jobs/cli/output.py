@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Annotated, Any, NoReturn
@@ -18,12 +19,21 @@ from typer.core import TyperCommand
 
 from deployments import PrefectUnavailable
 from upload_jobs.cli import presenters
-from upload_jobs.errors import JobNotFound, ObjectKeyTaken, UploadJobError, WebAccessRefused
+from upload_jobs.errors import (
+    ErrorKind,
+    JobNotFound,
+    ObjectKeyTaken,
+    UploadJobError,
+    WebAccessRefused,
+)
 from upload_jobs.jobs.database import redacted_url
+from upload_jobs.jobs.leases import RunInterrupted, interruption_reason
 from upload_jobs.settings import get_settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# Stopped by Ctrl-C or SIGTERM, as shells report a SIGINT (128 + 2) for both.
+EXIT_INTERRUPTED = 130
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -70,9 +80,40 @@ class JsonUsageErrors(TyperCommand):
             fail(exc.format_message(), exc.exit_code, json_output)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise RunInterrupted("stopped by SIGTERM")
+
+
 @contextmanager
 def friendly_errors(json_output: bool) -> Iterator[None]:
-    """Turn known failures into one readable line and an exit code instead of a traceback."""
+    """Turn known failures into one readable line and an exit code instead of a traceback; a
+    SIGTERM stops the command like Ctrl-C, so its runs give their jobs back (exit 130)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = None
+    try:
+        with _known_failures(json_output):
+            yield
+    except BaseException as exc:
+        reason = interruption_reason(exc)
+        if reason is None:
+            raise
+        fail(
+            f"Stopped ({reason}): the jobs it was running were given back, failed and due "
+            "now; retry them when you like.",
+            EXIT_INTERRUPTED,
+            json_output,
+            error_kind=ErrorKind.INTERRUPTED,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _known_failures(json_output: bool) -> Iterator[None]:
+    """One readable line and an exit code for each failure the product raises on purpose."""
     try:
         yield
     except ObjectKeyTaken as exc:  # a key chosen for a new job, or a job's new key: usage

@@ -22,6 +22,7 @@ from upload_jobs.cli.output import (
 from upload_jobs.cli.serving import flow_parameters
 from upload_jobs.errors import JobAlreadyCompleted
 from upload_jobs.jobs.claims import claim_refusal
+from upload_jobs.jobs.leases import take_back_if_gone
 from upload_jobs.jobs.retry_outcome import RetryOutcome
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
 
@@ -49,7 +50,11 @@ def retry(
     Exit code 0 when the job ends completed, 1 when it ends failed, 2 for an unknown id.
     """
     with friendly_errors(json_output):
-        job = job_store().get_job(job_id)
+        store = job_store()
+        job = store.get_job(job_id)
+        if taken := take_back_if_gone(store, job):  # its run is gone: no need to wait for it
+            err_console.print(escape(taken), highlight=False)
+            job = store.get_job(job_id)
         refusal = claim_refusal(job)
         if refusal is not None:
             # No flow run to start (nor a Prefect server): the claim would refuse it the same way.

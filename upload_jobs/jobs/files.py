@@ -60,11 +60,20 @@ def attempt_work_dir(work_dir: Path, job_id: int, attempt_number: int) -> Path:
 
 
 def remove_attempt_work_dir(folder: Path, source_path: str | Path) -> bool:
-    """Delete an attempt's folder; refuses a folder that holds the source video itself."""
-    if not folder.exists():
-        return False
+    """Delete an attempt's folder, and those the job's earlier attempts left (a run that was
+    killed cleans nothing up; only one run holds a job, so the others are gone); refuses a
+    folder that holds the source video itself."""
     source = Path(source_path).resolve()
-    if source.is_relative_to(folder.resolve()):
-        raise ValueError(f"Refusing to delete {folder}: it contains the source video {source}")
-    shutil.rmtree(folder)
-    return True
+    job = folder.name.split("-attempt-", 1)[0]
+    earlier = folder.parent.glob(f"{job}-attempt-*") if folder.parent.is_dir() else iter(())
+    removed = False
+    for leftover in {folder, *earlier}:
+        if not leftover.is_dir():
+            continue
+        if source.is_relative_to(leftover.resolve()):
+            raise ValueError(
+                f"Refusing to delete {leftover}: it contains the source video {source}"
+            )
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed = True
+    return removed

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from upload_jobs.jobs.models import JobStatus, UploadJob, as_utc, utcnow
+
 if TYPE_CHECKING:
     from upload_jobs.jobs.attempt_report import AttemptReport
     from upload_jobs.jobs.claims import ClaimedJob
@@ -74,8 +76,8 @@ def interruption_reason(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted by Ctrl-C (SIGINT)"
-    signum = getattr(exc, "signal", None)  # Prefect's TerminationSignal, without importing it
-    if signum is not None or isinstance(exc, SystemExit):
+    # Prefect's TerminationSignal (a BaseException carrying the signal), without importing it.
+    if not isinstance(exc, Exception) and isinstance(getattr(exc, "signal", None), int):
         return "stopped by SIGTERM (a cancellation, or its worker or server stopping)"
     return None
 
@@ -158,6 +160,25 @@ class HeldLease:
             self.store.mark_interrupted(self.claim, self.report, f"The run was {reason}")
         except Exception as exc:  # the lease runs out in its time: say so, keep the exit going
             logger.warning("Could not release upload job %s: %s", self.claim.job_id, exc)
+
+
+def take_back_if_gone(store: JobStore, job: UploadJob) -> str | None:
+    """Take an in-progress job back when its holder is gone (a process of this machine that no
+    longer runs, or a lease that ran out); what was done, for people, or None."""
+    owner = job.lease_owner
+    if job.status != JobStatus.IN_PROGRESS or job.id is None or owner is None:
+        return None
+    expires = as_utc(job.lease_expires_at)
+    if holder_gone_from_here(owner):
+        pid = owner.split(":", 2)[1]
+        reason = f"Taken back: the process that held it (pid {pid} on this machine) is gone"
+    elif expires is not None and expires < utcnow():
+        reason = f"Taken back: its lease ran out at {expires:%H:%M:%S} UTC (its run stopped)"
+    else:
+        return None
+    if not store.take_back(job.id, owner, reason):
+        return None  # it moved on meanwhile
+    return f"Upload job {job.id}: {reason[0].lower()}{reason[1:]}."
 
 
 def holder_gone_from_here(

@@ -119,6 +119,7 @@ class Transfer:
             (n + 1, offset, min(part_size, self.size - offset))
             for n, offset in enumerate(range(0, max(self.size, 1), part_size))
         ]
+        self._abort_left_behind()
         created = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=self.key, **self.headers
         )
@@ -156,22 +157,39 @@ class Transfer:
 
         parts: list[CompletedPartTypeDef] = []
         uploaded = 0
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="upload-part") as pool:
-            pending = {pool.submit(send, *span): span[2] for span in spans}
-            try:
-                while pending:
-                    # Each part as it lands, for progress; a failed part raises at result().
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        uploaded += pending.pop(future)
-                        parts.append(future.result())
-                        if self.on_progress is not None:
-                            self.on_progress(uploaded)
-            except BaseException:
-                # Parts not started yet are dropped; running ones finish before the abort.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload-part")
+        pending = {pool.submit(send, *span): span[2] for span in spans}
+        try:
+            while pending:
+                # Each part as it lands, for progress; a failed part raises at result().
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    uploaded += pending.pop(future)
+                    parts.append(future.result())
+                    if self.on_progress is not None:
+                        self.on_progress(uploaded)
+        except BaseException:
+            # Parts not started yet are dropped, and the abort goes out at once, not after the
+            # parts in flight (a stopped run gives its job back now): one of those that still
+            # lands on the aborted upload fails, and any upload left open on the key is aborted
+            # by the job's next run.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return sorted(parts, key=lambda part: part.get("PartNumber", 0))
+
+    def _abort_left_behind(self) -> None:
+        """Abort the multipart uploads open on this very key: a run of the same job that was
+        killed left them (a key belongs to one job, and one run holds a job at a time)."""
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.key
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload.get("Key") == self.key and upload.get("UploadId"):
+                    logger.info("Aborting multipart upload %s of %s, left by a run that died",
+                                upload["UploadId"], self)  # fmt: skip
+                    self._abort_quietly(upload["UploadId"])
 
     def _abort_quietly(self, upload_id: str) -> None:
         """Best-effort abort, tried a few times (parts left behind are billed); its own failure

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from upload_jobs.errors import JobAlreadyCompleted, JobInProgress, RetryAlreadyQueued
 from upload_jobs.jobs.files import check_source_file
+from upload_jobs.jobs.leases import RunStopped, interrupt_held_leases
 from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.web.views import RetryMode
 
@@ -134,7 +135,9 @@ class LocalRetryQueue(RetryQueue):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="retry-upload-job")
 
     def close(self) -> None:
-        """Drop retries not started yet; wait for the running ones."""
+        """Drop retries not started yet; stop the running ones at their next step, which give
+        their jobs back (failed, due now), and wait for them."""
+        interrupt_held_leases("stopped: the web process that ran it shut down")
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _start(self, queued: QueuedRetry) -> QueuedRetry:
@@ -151,6 +154,8 @@ class LocalRetryQueue(RetryQueue):
         try:
             outcome = run_retry_flow(job_id)
             logger.info("%s", outcome.message)
+        except RunStopped as stopped:
+            logger.warning("Retry of upload job %s stopped: %s", job_id, stopped)
         except Exception:
             logger.exception("Retry of upload job %s could not run", job_id)
         finally:

@@ -49,7 +49,7 @@ def _upload_steps(job_id: int) -> UploadJob:
         claim,
         report,
         timedelta(seconds=settings.lease_seconds),
-        settings.lease_renew_seconds,
+        settings.lease_renew_interval,
     )
     try:
         with lease:

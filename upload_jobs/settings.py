@@ -51,10 +51,11 @@ class Settings(BaseSettings):
     upload_retries: int = Field(default=3, ge=0)
     upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
     # A claim holds a job this long unless its run renews it, which it does every
-    # lease_renew_seconds while it lives: a run that dies frees its job within the lease, a slow
-    # upload keeps it however long it takes (README "Stop, cancel, crash").
+    # lease_renew_seconds (default: a quarter of the lease) while it lives: a run that dies frees
+    # its job within the lease, a slow upload keeps it however long it takes (README "Stop,
+    # cancel, crash").
     lease_seconds: float = Field(default=120, gt=0)
-    lease_renew_seconds: float = Field(default=30, gt=0)
+    lease_renew_seconds: float | None = Field(default=None, gt=0)
     # A step's progress artifact in the Prefect UI is made once the step has run this long:
     # for a step that ends sooner it would cost 2-3 server round trips (~40 ms each measured
     # under a sweep, README "Benchmarks") to show a bar that is already full.
@@ -82,9 +83,14 @@ class Settings(BaseSettings):
     # temporary one (a retry takes ~2 s instead of ~7, README "Every-day commands"); empty: never.
     local_prefect_api_url: str = "http://127.0.0.1:4200/api"
 
+    @property
+    def lease_renew_interval(self) -> float:
+        """How often a running attempt renews its lease: the setting, else a quarter of it."""
+        return self.lease_renew_seconds or self.lease_seconds / 4
+
     @model_validator(mode="after")
     def _renewed_within_the_lease(self) -> Settings:
-        if self.lease_renew_seconds >= self.lease_seconds:
+        if self.lease_renew_seconds is not None and self.lease_renew_seconds >= self.lease_seconds:
             raise ValueError(
                 f"lease_renew_seconds ({self.lease_renew_seconds:g}) must be shorter than "
                 f"lease_seconds ({self.lease_seconds:g}): the lease would run out between renewals"

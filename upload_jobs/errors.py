@@ -12,6 +12,7 @@ class ErrorKind(StrEnum):
     SOURCE_EMPTY = "source_empty"
     SOURCE_UNREADABLE = "source_unreadable"
     SOURCE_NOT_VIDEO = "source_not_video"
+    SOURCE_CHANGED = "source_changed"
     INVALID_KEY = "invalid_key"
     OPTIMIZATION_FAILED = "optimization_failed"
     UPLOAD_TRANSIENT = "upload_transient"
@@ -62,6 +63,13 @@ class SourceNotVideo(UploadJobError):
     """The source file does not start like an MP4/MOV video, so it is not uploaded as one."""
 
     error_kind = ErrorKind.SOURCE_NOT_VIDEO
+
+
+class SourceChanged(UploadJobError):
+    """The source was rewritten after the run checked it: nothing of the new bytes went up under
+    the old ones' sha256 (a retry starts over with the file as it is then)."""
+
+    error_kind = ErrorKind.SOURCE_CHANGED
 
 
 class InvalidObjectKey(UploadJobError):

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # {job_id} {sha8}. The default keeps the folder, so same-named files of different days differ.
     key_template: str = DEFAULT_KEY_TEMPLATE
     ffmpeg: str | None = None
+    # Faststart for a file whose only problem is its index at the end: moved in process and sent
+    # from the source, no temp file (README "Streaming optimization"); false: ffmpeg remuxes all.
+    faststart_in_process: bool = True
     ffmpeg_timeout_seconds: float = Field(default=3600, gt=0)
     multipart_threshold_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)

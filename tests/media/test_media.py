@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,14 +22,26 @@ from upload_jobs.media.remux import (
     SourceTruncated,
     UnsupportedCodec,
     build_remux_args,
-    optimize_for_streaming,
     resolve_ffmpeg,
     temp_output_path,
 )
+from upload_jobs.media.streaming import OptimizationResult, StreamingPath, optimize_for_streaming
 from upload_jobs.settings import Preset
 
 FASTSTART = Preset.FASTSTART
 FRAGMENTED = Preset.FRAGMENTED
+REMUXED, READY = StreamingPath.FFMPEG_REMUX, StreamingPath.ALREADY_READY
+
+
+def remux(source: Path, work_dir: Path, preset: Preset, ffmpeg: str, **options: Any) -> Any:
+    """`optimize_for_streaming` with the in-process move off: what these tests check is ffmpeg."""
+    return optimize_for_streaming(source, work_dir, preset, ffmpeg, in_process=False, **options)
+
+
+def output_of(result: OptimizationResult) -> Path:
+    """The file the result uploads (its body is that whole file)."""
+    assert result.body.is_whole_file
+    return result.body.path
 
 
 @pytest.fixture
@@ -257,16 +270,17 @@ def test_moov_at_end_is_remuxed_to_faststart(
     guard.watch(source)
     commands: list[list[str]] = []
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg, on_command=commands.append)
+    result = remux(source, work_dir, FASTSTART, ffmpeg, on_command=commands.append)
 
-    assert result.remuxed and not result.already_optimized
+    assert result.path is REMUXED
+    assert result.reason == "the in-process move is turned off (UPLOAD_JOBS_FASTSTART_IN_PROCESS)"
     # The command reported (and logged by the task) is the one that ran, argument for argument.
     assert commands == [
-        build_remux_args(ffmpeg, source, result.path, FASTSTART, read_layout(source))
+        build_remux_args(ffmpeg, source, output_of(result), FASTSTART, read_layout(source))
     ]
-    assert result.path == result.temp_path
-    assert result.path.parent == work_dir
-    layout = read_layout(result.path)
+    assert output_of(result) == result.temp_path
+    assert output_of(result).parent == work_dir
+    layout = read_layout(output_of(result))
     assert layout.is_faststart
     assert [t.fourcc for t in layout.tracks] == ["avc1", "mp4a"]
     assert result.source_duration_seconds == pytest.approx(2.0, abs=0.05)
@@ -280,11 +294,10 @@ def test_already_faststart_is_uploaded_as_is(
     source = clips["faststart"]
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+    result = remux(source, work_dir, FASTSTART, ffmpeg)
 
-    assert result.path == source
-    assert not result.remuxed
-    assert result.already_optimized
+    assert output_of(result) == source
+    assert result.path is READY
     assert result.temp_path is None
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
@@ -296,9 +309,9 @@ def test_fragmented_preset_fragments_a_plain_mp4(
     source = clips["moov_at_end"]
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FRAGMENTED, ffmpeg)
+    result = remux(source, work_dir, FRAGMENTED, ffmpeg)
 
-    layout = read_layout(result.path)
+    layout = read_layout(output_of(result))
     assert layout.fragmented
     assert sum(b.type == "moof" for b in layout.boxes) >= 3
     assert result.output_duration_seconds == pytest.approx(2.0, abs=0.1)
@@ -311,9 +324,9 @@ def test_fragmented_source_already_fits_fragmented_preset(
     source = clips["fragmented"]
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FRAGMENTED, ffmpeg)
+    result = remux(source, work_dir, FRAGMENTED, ffmpeg)
 
-    assert result.path == source and result.already_optimized and not result.remuxed
+    assert output_of(result) == source and result.path is READY
     guard.assert_unchanged()
 
 
@@ -323,9 +336,9 @@ def test_fragmented_source_is_made_faststart(
     source = clips["fragmented"]
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+    result = remux(source, work_dir, FASTSTART, ffmpeg)
 
-    layout = read_layout(result.path)
+    layout = read_layout(output_of(result))
     assert layout.is_faststart
     assert layout.duration_seconds == pytest.approx(2.0, abs=0.1)
     guard.assert_unchanged()
@@ -338,9 +351,9 @@ def test_preset_none_leaves_everything_alone(
     source.write_bytes(b"not even a video")
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, Preset.NONE, ffmpeg)
+    result = remux(source, work_dir, Preset.NONE, ffmpeg)
 
-    assert (result.path, result.remuxed, result.already_optimized) == (source, False, False)
+    assert (output_of(result), result.path) == (source, StreamingPath.NOT_REQUESTED)
     assert result.temp_path is None
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
@@ -354,11 +367,11 @@ def test_mov_with_pcm_in_awkward_folder_becomes_faststart_mp4_with_aac(
     source = samples.make_mov_with_pcm_audio(folder / "my clip é.MOV", ffmpeg=ffmpeg)
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+    result = remux(source, work_dir, FASTSTART, ffmpeg)
 
-    assert result.remuxed
-    assert result.path.parent == work_dir and result.path.suffix == ".mp4"
-    layout = read_layout(result.path)
+    assert result.path is REMUXED
+    assert output_of(result).parent == work_dir and output_of(result).suffix == ".mp4"
+    layout = read_layout(output_of(result))
     assert layout.is_faststart
     assert layout.major_brand != "qt  "
     assert [t.fourcc for t in layout.tracks] == ["avc1", "mp4a"]
@@ -376,9 +389,9 @@ def test_hevc_is_retagged_hvc1(
         pytest.skip(f"this ffmpeg cannot encode HEVC: {exc}")
     guard.watch(source)
 
-    result = optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+    result = remux(source, work_dir, FASTSTART, ffmpeg)
 
-    assert read_layout(result.path).video_tracks[0].fourcc == "hvc1"
+    assert read_layout(output_of(result)).video_tracks[0].fourcc == "hvc1"
     guard.assert_unchanged()
 
 
@@ -389,7 +402,7 @@ def test_truncated_source_is_refused(
     guard.watch(source)
 
     with pytest.raises(SourceTruncated, match=r"source is truncated: box mdat declares \d+ bytes"):
-        optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+        remux(source, work_dir, FASTSTART, ffmpeg)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 
@@ -402,7 +415,7 @@ def test_random_bytes_are_refused(
     guard.watch(source)
 
     with pytest.raises(NotAnMp4):
-        optimize_for_streaming(source, work_dir, FASTSTART, ffmpeg)
+        remux(source, work_dir, FASTSTART, ffmpeg)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 
@@ -420,7 +433,7 @@ def test_unplayable_video_is_refused_before_running_ffmpeg(
     never_run = fake_ffmpeg(tmp_path, "exit 99")
 
     with pytest.raises(UnsupportedCodec, match="'mp4v'"):
-        optimize_for_streaming(source, work_dir, FASTSTART, never_run)
+        remux(source, work_dir, FASTSTART, never_run)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 
@@ -471,9 +484,7 @@ def test_ffmpeg_failures_fall_back_with_a_reason_and_no_temp_file(
     monkeypatch.setenv("PIDS", str(pids))
 
     with pytest.raises(error, match=message):
-        optimize_for_streaming(
-            source, work_dir, FASTSTART, fake_ffmpeg(tmp_path, script), timeout_seconds=0.5
-        )
+        remux(source, work_dir, FASTSTART, fake_ffmpeg(tmp_path, script), timeout_seconds=0.5)
 
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
@@ -505,7 +516,7 @@ def test_short_output_fails_duration_check(
     half = fake_ffmpeg(tmp_path, f'exec "{ffmpeg}" -t 1 "$@"')
 
     with pytest.raises(OutputInvalid, match=r"lasts 1\.00 s but the source lasts 2\.00 s"):
-        optimize_for_streaming(source, work_dir, FASTSTART, half)
+        remux(source, work_dir, FASTSTART, half)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 
@@ -519,7 +530,7 @@ def test_dropped_audio_fails_stream_check(
     no_audio = fake_ffmpeg(tmp_path, f'exec "{ffmpeg}" "${{@:1:$#-1}}" -an "${{@: -1}}"')
 
     with pytest.raises(OutputInvalid, match="1 video and 0 audio streams, expected 1 and 1"):
-        optimize_for_streaming(source, work_dir, FASTSTART, no_audio)
+        remux(source, work_dir, FASTSTART, no_audio)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 
@@ -528,9 +539,7 @@ def test_progress_increases_to_100(
     ffmpeg: str, clips: dict[str, Path], tmp_path: Path, work_dir: Path
 ) -> None:
     seen: list[float] = []
-    optimize_for_streaming(
-        clips["moov_at_end"], work_dir, FASTSTART, ffmpeg, on_progress=seen.append
-    )
+    remux(clips["moov_at_end"], work_dir, FASTSTART, ffmpeg, on_progress=seen.append)
 
     assert seen and seen[-1] == 100.0
     assert all(a < b for a, b in itertools.pairwise(seen))
@@ -547,9 +556,7 @@ def test_progress_parses_partial_updates(
     )
     seen: list[float] = []
 
-    optimize_for_streaming(
-        clips["moov_at_end"], work_dir, FASTSTART, chatty, on_progress=seen.append
-    )
+    remux(clips["moov_at_end"], work_dir, FASTSTART, chatty, on_progress=seen.append)
 
     assert seen[:3] == [25.0, 50.0, 75.0]
     assert seen[-1] == 100.0

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from upload_jobs.errors import OptimizationFailed
 
@@ -26,6 +26,18 @@ _UNKNOWN_32 = 0xFFFFFFFF
 _UNKNOWN_64 = 0xFFFFFFFFFFFFFFFF
 # Metadata boxes we parse are tiny; cap reads so a corrupt size cannot make us slurp a file.
 _MAX_METADATA_READ = 64 * 1024 * 1024
+
+
+class Seekable(Protocol):
+    """What the walk reads from: a file, or an upload body made in memory."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Move to `offset`."""
+        ...
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to `size` bytes."""
+        ...
 
 
 class NotAnMp4(OptimizationFailed):
@@ -111,19 +123,24 @@ def read_layout(path: Path) -> Mp4Layout:
     Raises NotAnMp4 for empty files and files that do not start with a plausible box.
     """
     with path.open("rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        if file_size == 0:
-            raise NotAnMp4(path, "the file is empty")
-        boxes, truncation = _walk_top_level(f, path, file_size)
+        return read_layout_of(f, os.fstat(f.fileno()).st_size, path)
 
-        moov = next((b for b in boxes if b.type == "moov" and b.end <= file_size), None)
-        mdat = next((b for b in boxes if b.type == "mdat"), None)
-        if truncation is None and moov is None and mdat is not None:
-            truncation = "no moov box (the index) found: the recording was never finalized"
 
-        movie = _read_moov(f, moov) if moov is not None else _Movie()
-        fragment_ticks = _sum_fragment_ticks(f, boxes, file_size, movie.trex_durations)
-        major_brand = _major_brand(f, boxes)
+def read_layout_of(f: Seekable, file_size: int, path: Path) -> Mp4Layout:
+    """`read_layout` of the `file_size` bytes of a seekable stream (`path` names it in errors):
+    an upload body made in memory is checked the way a file is."""
+    if file_size == 0:
+        raise NotAnMp4(path, "the file is empty")
+    boxes, truncation = _walk_top_level(f, path, file_size)
+
+    moov = next((b for b in boxes if b.type == "moov" and b.end <= file_size), None)
+    mdat = next((b for b in boxes if b.type == "mdat"), None)
+    if truncation is None and moov is None and mdat is not None:
+        truncation = "no moov box (the index) found: the recording was never finalized"
+
+    movie = _read_moov(f, moov) if moov is not None else _Movie()
+    fragment_ticks = _sum_fragment_ticks(f, boxes, file_size, movie.trex_durations)
+    major_brand = _major_brand(f, boxes)
 
     fragmented = movie.has_mvex or any(b.type == "moof" for b in boxes)
     tracks = [_finish_track(t, fragment_ticks.get(t.track_id, 0)) for t in movie.tracks]
@@ -141,7 +158,7 @@ def read_layout(path: Path) -> Mp4Layout:
     )
 
 
-def _walk_top_level(f: BinaryIO, path: Path, file_size: int) -> tuple[list[Box], str | None]:
+def _walk_top_level(f: Seekable, path: Path, file_size: int) -> tuple[list[Box], str | None]:
     boxes: list[Box] = []
     offset = 0
     while offset < file_size:
@@ -178,7 +195,7 @@ def _unpack_header(header: bytes) -> tuple[int, str]:
     return size, raw_type.decode("latin-1")
 
 
-def _children(f: BinaryIO, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+def _children(f: Seekable, start: int, end: int) -> Iterator[tuple[str, int, int]]:
     """Yield (type, payload start, box end) for each child box between start and end."""
     offset = start
     while offset + 8 <= end:
@@ -200,7 +217,7 @@ def _children(f: BinaryIO, start: int, end: int) -> Iterator[tuple[str, int, int
         offset += size
 
 
-def _payload(f: BinaryIO, start: int, end: int) -> bytes:
+def _payload(f: Seekable, start: int, end: int) -> bytes:
     f.seek(start)
     return f.read(min(end - start, _MAX_METADATA_READ))
 
@@ -224,7 +241,7 @@ class _Movie:
     trex_durations: dict[int, int] = field(default_factory=dict)
 
 
-def _read_moov(f: BinaryIO, moov: Box) -> _Movie:
+def _read_moov(f: Seekable, moov: Box) -> _Movie:
     movie = _Movie()
     for box_type, start, end in _children(f, moov.offset + moov.header_size, moov.end):
         if box_type == "mvhd":
@@ -249,7 +266,7 @@ def _timescale_and_duration(data: bytes) -> tuple[int, int | None]:
         return 0, None
 
 
-def _read_trak(f: BinaryIO, start: int, end: int) -> _RawTrack:
+def _read_trak(f: Seekable, start: int, end: int) -> _RawTrack:
     track = _RawTrack()
     for box_type, child_start, child_end in _children(f, start, end):
         if box_type == "tkhd":
@@ -262,7 +279,7 @@ def _read_trak(f: BinaryIO, start: int, end: int) -> _RawTrack:
     return track
 
 
-def _read_mdia(f: BinaryIO, start: int, end: int, track: _RawTrack) -> None:
+def _read_mdia(f: Seekable, start: int, end: int, track: _RawTrack) -> None:
     for box_type, child_start, child_end in _children(f, start, end):
         if box_type == "mdhd":
             data = _payload(f, child_start, child_end)
@@ -278,7 +295,7 @@ def _read_mdia(f: BinaryIO, start: int, end: int, track: _RawTrack) -> None:
                     track.fourcc = _first_sample_entry(f, minf_start, minf_end)
 
 
-def _first_sample_entry(f: BinaryIO, start: int, end: int) -> str | None:
+def _first_sample_entry(f: Seekable, start: int, end: int) -> str | None:
     for box_type, child_start, child_end in _children(f, start, end):
         if box_type == "stsd":
             f.seek(child_start)
@@ -288,7 +305,7 @@ def _first_sample_entry(f: BinaryIO, start: int, end: int) -> str | None:
     return None
 
 
-def _read_mvex(f: BinaryIO, start: int, end: int, movie: _Movie) -> None:
+def _read_mvex(f: Seekable, start: int, end: int, movie: _Movie) -> None:
     for box_type, child_start, child_end in _children(f, start, end):
         data = _payload(f, child_start, child_end)
         if box_type == "mehd" and len(data) >= 8:
@@ -302,7 +319,7 @@ def _read_mvex(f: BinaryIO, start: int, end: int, movie: _Movie) -> None:
 
 
 def _sum_fragment_ticks(
-    f: BinaryIO, boxes: list[Box], file_size: int, trex_durations: dict[int, int]
+    f: Seekable, boxes: list[Box], file_size: int, trex_durations: dict[int, int]
 ) -> dict[int, int]:
     """Per track id, the media-timescale ticks carried by all complete moof fragments."""
     ticks: dict[int, int] = {}
@@ -317,7 +334,7 @@ def _sum_fragment_ticks(
 
 
 def _traf_ticks(
-    f: BinaryIO, start: int, end: int, trex_durations: dict[int, int]
+    f: Seekable, start: int, end: int, trex_durations: dict[int, int]
 ) -> tuple[int, int]:
     track_id = 0
     default_duration = 0
@@ -377,7 +394,7 @@ def _movie_duration(movie: _Movie, tracks: list[Track], fragmented: bool) -> flo
     return longest if longest > 0 else None
 
 
-def _major_brand(f: BinaryIO, boxes: list[Box]) -> str | None:
+def _major_brand(f: Seekable, boxes: list[Box]) -> str | None:
     ftyp = next((b for b in boxes if b.type == "ftyp"), None)
     if ftyp is None or ftyp.size < ftyp.header_size + 4:
         return None

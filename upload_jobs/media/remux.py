@@ -1,4 +1,4 @@
-"""Prepare a video for streaming: find ffmpeg, build the remux command, run it, validate it.
+"""The ffmpeg remux: find ffmpeg, build the command, run it, validate what it wrote.
 
 The remux is a plain argument list, in the order ffmpeg reads it, so tests and logs show exactly
 what ffmpeg is asked to do. ffmpeg-python was tried and dropped: its `compile()` sorts an
@@ -14,19 +14,16 @@ import shutil
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
+from upload_jobs.media.codecs import BROWSER_VIDEO_FOURCCS, HEVC_FOURCCS, MP4_SAFE_AUDIO_FOURCCS
 from upload_jobs.media.ffmpeg_process import run_ffmpeg
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
 from upload_jobs.settings import Preset
+from upload_jobs.storage.upload_body import FileIdentity
 
 FFMPEG_ENV_VAR = "UPLOAD_JOBS_FFMPEG"
-
-BROWSER_VIDEO_FOURCCS = frozenset({"avc1", "avc3", "hvc1", "hev1", "av01", "vp09"})
-HEVC_FOURCCS = frozenset({"hvc1", "hev1"})
-MP4_SAFE_AUDIO_FOURCCS = frozenset({"mp4a", "ac-3", "ec-3", "Opus"})
 
 FASTSTART_MOVFLAGS = "+faststart"
 # No -frag_duration/-frag_size: they cut fragments mid-GOP. Never combined with +faststart,
@@ -52,19 +49,6 @@ class UnsupportedCodec(OptimizationFailed):
 
 class OutputInvalid(OptimizationFailed):
     """ffmpeg reported success but its output is not what the preset promises."""
-
-
-@dataclass(frozen=True)
-class OptimizationResult:
-    """What to upload after optimizing, and what the caller must delete afterwards."""
-
-    path: Path
-    remuxed: bool
-    preset: Preset
-    already_optimized: bool
-    source_duration_seconds: float | None
-    output_duration_seconds: float | None
-    temp_path: Path | None
 
 
 def resolve_ffmpeg(configured: str | None = None) -> str:
@@ -112,7 +96,7 @@ def build_remux_args(
     """
     if preset is Preset.NONE:
         raise ValueError("preset 'none' never remuxes; there is no command to build")
-    video_fourcc = _playable_video_fourcc(layout)
+    video_fourcc = playable_video_fourcc(layout)
     # -n: never overwrite; the output is a fresh unique path, so an existing file means a bug.
     args = [ffmpeg, "-nostdin", "-hide_banner", "-n", "-progress", "pipe:1", "-nostats"]
     # file: keeps a name like "clip:1.mov" from being read as a protocol.
@@ -129,7 +113,9 @@ def build_remux_args(
     return args
 
 
-def _playable_video_fourcc(layout: Mp4Layout) -> str:
+def playable_video_fourcc(layout: Mp4Layout) -> str:
+    """The first video track's codec; UnsupportedCodec when browsers cannot play it (a remux
+    would not help)."""
     if not layout.video_tracks:
         raise UnsupportedCodec(f"{layout.path.name} has no video track")
     fourcc = layout.video_tracks[0].fourcc
@@ -170,8 +156,9 @@ def _safe_stem(source: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._-")[:60] or "video"
 
 
-def optimize_for_streaming(
+def remux_with_ffmpeg(
     source: Path,
+    layout: Mp4Layout,
     work_dir: Path,
     preset: Preset,
     ffmpeg: str,
@@ -179,23 +166,13 @@ def optimize_for_streaming(
     timeout_seconds: float = 3600,
     on_progress: Callable[[float], None] | None = None,
     on_command: Callable[[list[str]], None] | None = None,
-) -> OptimizationResult:
-    """Remux `source` into a streamable MP4 in `work_dir`, or return the source if it already is;
-    `on_command` sees the exact ffmpeg command before it runs.
+) -> tuple[Path, Mp4Layout]:
+    """Remux `source` into a new file in `work_dir` that keeps every promise `preset` makes, and
+    return it with its layout; `on_command` sees the exact ffmpeg command before it runs.
 
-    Never modifies the source; any failure removes the temp file and raises OptimizationFailed.
+    Never modifies the source; any failure removes the output and raises OptimizationFailed.
     """
-    if preset is Preset.NONE:
-        return _source_as_is(source, preset, already_optimized=False, duration=None)
-    layout = _read_source_layout(source)
-    if layout.truncated:
-        raise SourceTruncated(f"source is truncated: {layout.truncation}")
-    _playable_video_fourcc(layout)
-    duration = layout.duration_seconds
-    if _stream_ready(layout, preset):
-        return _source_as_is(source, preset, already_optimized=True, duration=duration)
-
-    before = _identity(source)
+    before = FileIdentity.of(source.stat())
     output = temp_output_path(work_dir, source)
     try:
         args = build_remux_args(ffmpeg, source, output, preset, layout)
@@ -203,51 +180,13 @@ def optimize_for_streaming(
             on_command(args)
         # Hand the reserved name to ffmpeg: with -n it must create the file itself.
         output.unlink()
-        run_ffmpeg(args, timeout_seconds, duration, on_progress)
-        if _identity(source) != before:
+        run_ffmpeg(args, timeout_seconds, layout.duration_seconds, on_progress)
+        if FileIdentity.of(source.stat()) != before:
             raise OptimizationFailed(f"source {source} changed while it was being remuxed")
-        output_layout = _validated_output(output, layout, preset)
+        return output, _validated_output(output, layout, preset)
     except BaseException:
         output.unlink(missing_ok=True)
         raise
-    return OptimizationResult(
-        path=output,
-        remuxed=True,
-        preset=preset,
-        already_optimized=False,
-        source_duration_seconds=duration,
-        output_duration_seconds=output_layout.duration_seconds,
-        temp_path=output,
-    )
-
-
-def _source_as_is(
-    source: Path, preset: Preset, *, already_optimized: bool, duration: float | None
-) -> OptimizationResult:
-    return OptimizationResult(source, False, preset, already_optimized, duration, duration, None)
-
-
-def _read_source_layout(source: Path) -> Mp4Layout:
-    try:
-        return read_layout(source)
-    except OSError as exc:
-        raise OptimizationFailed(f"cannot read source {source}: {exc.strerror or exc}") from exc
-
-
-def _stream_ready(layout: Mp4Layout, preset: Preset) -> bool:
-    layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
-    audio = layout.audio_tracks
-    # A stream-ready layout still needs a remux when browsers would choke on what is inside:
-    # PCM/FLAC audio, HEVC tagged hev1, or a QuickTime container uploaded as video/mp4.
-    codecs_ready = (not audio or audio[0].fourcc in MP4_SAFE_AUDIO_FOURCCS) and (
-        layout.video_tracks[0].fourcc != "hev1"
-    )
-    return layout_ready and codecs_ready and layout.major_brand != "qt  "
-
-
-def _identity(path: Path) -> tuple[int, int, int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _validated_output(output: Path, source: Mp4Layout, preset: Preset) -> Mp4Layout:

@@ -1,0 +1,234 @@
+"""Faststart in process: the source's `moov` rebuilt in memory in front of its media, and the
+upload sent straight from byte ranges of the source (no temp file, no ffmpeg, read-only).
+
+Taken only when moving the index is all the file needs and the move can be proven safe: MP4-safe
+codecs in every track, not QuickTime, one `moov` holding no compressed movie (`cmov`), no sample
+auxiliary offsets (`saio`), no media in other files, and top-level boxes of known kinds only.
+Everything else goes through the ffmpeg remux, with the reason recorded.
+
+The new layout is `ftyp`, the new `moov`, then every other top-level box of the source in its
+order. Each chunk offset moves by what its own `mdat` moved, so several `mdat` boxes and `free`
+boxes anywhere are fine (qt-faststart adds one shift to every offset and wants `moov` last).
+When an offset would pass 2^32, every `stco` becomes `co64`, which makes `moov` larger: the
+shifts are then computed again for that size (qt-faststart never promotes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from upload_jobs.media.codecs import remux_needed_for
+from upload_jobs.media.moov import (
+    Atom,
+    ChunkOffsets,
+    MoovUnreadable,
+    boxes_named,
+    chunk_offset_tables,
+    parse_moov,
+    self_contained,
+    with_chunk_offsets,
+)
+from upload_jobs.media.mp4 import Box, Mp4Layout, NotAnMp4, read_layout_of
+from upload_jobs.storage.upload_body import FileIdentity, FileRange, Piece, UploadBody
+
+# A moov is ~0.1% of a recording: 256 MiB in memory is a recording of days.
+MAX_MOOV_BYTES = 256 * 1024 * 1024
+MOVABLE_TOP_LEVEL = frozenset({"ftyp", "moov", "mdat", "free", "skip", "wide", "uuid"})
+# Inside moov, boxes holding file offsets this module does not rewrite, or a movie it cannot read.
+UNSAFE_IN_MOOV = frozenset({"cmov", "saio", "mvex"})
+# Bytes compared at the first and last chunk of each track, in the source and in the new layout.
+_CHUNK_PROBE_BYTES = 16
+
+
+class FaststartRefused(Exception):
+    """Moving the index is not all this file needs, or is not provably safe; why, for people
+    (not a job's error: the ffmpeg remux takes over)."""
+
+
+@dataclass(frozen=True)
+class Relocation:
+    """The source with its index in front, as an upload body, and what the move took."""
+
+    body: UploadBody
+    moov_bytes: int
+    chunk_offsets: int
+    promoted_to_co64: bool
+
+
+@dataclass(frozen=True)
+class _MovedMdat:
+    """An mdat of the source: where its payload starts and ends, and how far it moves."""
+
+    start: int
+    end: int
+    delta: int
+
+
+def plan_faststart(source: Path, layout: Mp4Layout) -> Relocation:
+    """The source as `ftyp`, a rebuilt `moov`, then its other boxes, read from the source as it
+    is now; checked by walking the result. `FaststartRefused` says why not, when not."""
+    ftyp, moov_box = _movable_boxes(layout)
+    if moov_box.size > MAX_MOOV_BYTES:
+        raise FaststartRefused(
+            f"its moov is {moov_box.size / 2**20:.0f} MiB, more than the "
+            f"{MAX_MOOV_BYTES // 2**20} MiB the in-process move keeps in memory"
+        )
+    with source.open("rb") as f:
+        identity = FileIdentity.of(os.fstat(f.fileno()))
+        f.seek(moov_box.offset)
+        data = f.read(moov_box.size)
+    if identity.size != layout.file_size or len(data) != moov_box.size:
+        raise FaststartRefused("the file changed while its boxes were read")
+    moov = _readable(data)
+    tables = chunk_offset_tables(moov)
+    others = [box for box in layout.boxes if box is not ftyp and box is not moov_box]
+    new_moov, promoted = _relocated_moov(moov, ftyp, others)
+    pieces: list[Piece] = [FileRange(ftyp.offset, ftyp.size), new_moov.serialize()]
+    pieces += _merged_ranges(others)
+    body = UploadBody(
+        source, tuple(pieces), identity, f"{source.name} with its index moved to the front"
+    )
+    relocation = Relocation(
+        body, new_moov.size, sum(len(t.offsets) for t in tables), promoted_to_co64=promoted
+    )
+    _check(relocation, layout, tables, chunk_offset_tables(new_moov))
+    return relocation
+
+
+def _movable_boxes(layout: Mp4Layout) -> tuple[Box, Box]:
+    """The `ftyp` and the one `moov` of a file whose only problem is where its `moov` is."""
+    if layout.truncated or layout.fragmented:
+        raise FaststartRefused("it is " + ("truncated" if layout.truncated else "fragmented"))
+    if reason := remux_needed_for(layout, every_track=True):
+        raise FaststartRefused(reason)
+    for box in layout.boxes:
+        if box.type not in MOVABLE_TOP_LEVEL:
+            raise FaststartRefused(
+                f"it has a top-level {box.type!r} box, which the in-process move cannot prove "
+                "safe to move"
+            )
+    if layout.boxes[0].type != "ftyp":
+        raise FaststartRefused(f"it starts with a {layout.boxes[0].type!r} box, not ftyp")
+    moovs = [box for box in layout.boxes if box.type == "moov"]
+    if len(moovs) != 1:
+        raise FaststartRefused(f"it has {len(moovs)} moov boxes")
+    return layout.boxes[0], moovs[0]
+
+
+def _readable(data: bytes) -> Atom:
+    try:
+        moov = parse_moov(data)
+    except MoovUnreadable as exc:
+        raise FaststartRefused(f"its moov cannot be read box by box ({exc})") from exc
+    if unsafe := boxes_named(moov, UNSAFE_IN_MOOV):
+        raise FaststartRefused(f"its moov holds {unsafe[0]}, whose offsets are not rewritten here")
+    if not self_contained(moov):
+        raise FaststartRefused("a track refers to media in another file (its dref)")
+    for _, atom in moov.walk():
+        if atom.type == "meta" and b"iloc" in atom.payload:
+            raise FaststartRefused("a metadata box in its moov locates items by file offset")
+    traks = [child for child in moov if child.type == "trak"]
+    if len(chunk_offset_tables(moov)) != len(traks):
+        raise FaststartRefused("a track has no chunk offset table, or more than one")
+    return moov
+
+
+def _relocated_moov(moov: Atom, ftyp: Box, others: list[Box]) -> tuple[Atom, bool]:
+    """The moov whose offsets fit the new layout, promoted to co64 when they must be."""
+    for co64 in (False, True):
+        size = with_chunk_offsets(moov, lambda offsets: offsets, co64=co64).size
+        mdats = _moved_mdats(ftyp.size + size, others)
+
+        def move(offsets: array[int], mdats: list[_MovedMdat] = mdats) -> array[int]:
+            return _moved_offsets(offsets, mdats)
+
+        try:
+            return with_chunk_offsets(moov, move, co64=co64), co64
+        except OverflowError:
+            continue  # an offset passes 2^32: again with co64, whose larger moov moves more
+    raise AssertionError("co64 holds any offset")  # pragma: no cover
+
+
+def _moved_mdats(first_offset: int, others: list[Box]) -> list[_MovedMdat]:
+    """Each mdat's payload in the source and how far it moves when `others` follow the new moov
+    from `first_offset` on."""
+    moved, at = [], first_offset
+    for box in others:
+        if box.type == "mdat":
+            moved.append(_MovedMdat(box.offset + box.header_size, box.end, at - box.offset))
+        at += box.size
+    return moved
+
+
+def _moved_offsets(offsets: array[int], mdats: list[_MovedMdat]) -> array[int]:
+    """`offsets` moved with the mdat each points into; `FaststartRefused` for one outside all."""
+    if not offsets:
+        return array("Q")
+    if len(mdats) == 1:  # the usual file: one shift for all, checked at the ends
+        (mdat,) = mdats
+        if mdat.start <= min(offsets) and max(offsets) < mdat.end:
+            return array("Q", [offset + mdat.delta for offset in offsets])
+    starts = [mdat.start for mdat in mdats]
+    moved = array("Q")
+    for offset in offsets:
+        index = bisect.bisect_right(starts, offset) - 1
+        if index < 0 or offset >= mdats[index].end:
+            raise FaststartRefused(f"a chunk offset ({offset}) points outside the media data")
+        moved.append(offset + mdats[index].delta)
+    return moved
+
+
+def _merged_ranges(boxes: list[Box]) -> list[Piece]:
+    """The boxes as file ranges, neighbours in the source joined into one."""
+    ranges: list[FileRange] = []
+    for box in boxes:
+        if ranges and ranges[-1].offset + ranges[-1].length == box.offset:
+            ranges[-1] = FileRange(ranges[-1].offset, ranges[-1].length + box.size)
+        else:
+            ranges.append(FileRange(box.offset, box.size))
+    return list(ranges)
+
+
+def _check(
+    relocation: Relocation,
+    source: Mp4Layout,
+    before: list[ChunkOffsets],
+    after: list[ChunkOffsets],
+) -> None:
+    """Walk the new layout as a player would, and compare media bytes at both ends of each track's
+    chunks; any difference is a refusal (and the ffmpeg remux runs instead)."""
+    body = relocation.body
+    try:
+        with body.open() as reader:
+            layout = read_layout_of(reader, body.size, source.path)
+    except NotAnMp4 as exc:  # pragma: no cover - only a bug here gets there
+        raise FaststartRefused(f"the moved layout does not read back: {exc}") from exc
+    problems = []
+    if not layout.is_faststart or layout.truncated:
+        problems.append("it does not read back as a whole faststart file")
+    if layout.tracks != source.tracks or layout.duration_seconds != source.duration_seconds:
+        problems.append("its tracks or duration differ from the source's")
+    with open(source.path, "rb") as original:
+        for old, new in zip(before, after, strict=True):
+            for index in {0, len(old.offsets) - 1} if old.offsets else set():
+                offset = old.offsets[index]
+                original.seek(offset)
+                expected = original.read(
+                    min(_CHUNK_PROBE_BYTES, _media_end(source, offset) - offset)
+                )
+                with body.open(new.offsets[index], len(expected)) as moved:
+                    if moved.read() != expected:
+                        problems.append(f"track {old.track_id}'s chunk {index} moved wrongly")
+    if problems:
+        raise FaststartRefused("the moved layout failed its check: " + "; ".join(problems))
+
+
+def _media_end(layout: Mp4Layout, offset: int) -> int:
+    """The end of the mdat holding `offset` (a chunk's bytes never run past it)."""
+    return next(
+        box.end for box in layout.boxes if box.type == "mdat" and box.offset <= offset < box.end
+    )

@@ -16,13 +16,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.resume import ResumeResult
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
 
 MB = 1_000_000
-# The issue's targets: A/B for W1 and W2, the uploading process's peak RSS for W3.
-RATIO_TARGETS = {"W1": 1.05, "W2": 1.5}
+# The targets: A/B per workload, and the uploading process's peak RSS for W3 (issues 6, 17).
+RATIO_TARGETS = {"W1": 1.0, "W2": 1.5, "W3": 1.0}
 PEAK_RSS_TARGETS_MB = {"W3": 250}
+# The I/O columns, from one traced run of each side (bench/io_audit.py).
+IO_PLACES = ("source read", "work dir written", "work dir read")
+MAX_PARTS_SENT_TWICE = 1  # by a resumed upload
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,21 @@ class WorkloadSummary:
     target_met: bool
     walls_a: list[float]
     walls_b: list[float]
+    # Bytes per job by place (IO_PLACES), from the traced runs; empty without strace.
+    io_per_job_a: dict[str, float]
+    io_per_job_b: dict[str, float]
+    source_bytes_per_job: float
 
 
-def summarize(results: list[RunResult]) -> list[WorkloadSummary]:
-    """One summary per workload, in the order the workloads were run."""
+def summarize(
+    results: list[RunResult], traced: list[RunResult] | None = None
+) -> list[WorkloadSummary]:
+    """One summary per workload, in the order the workloads were run; `traced`: the uncounted
+    runs under strace that give the I/O columns."""
     summaries = []
     for name in dict.fromkeys(result.workload for result in results):
         runs = [result for result in results if result.workload == name]
+        io = {r.variant: r for r in traced or [] if r.workload == name}
         walls_a = [r.wall_seconds for r in runs if r.variant == PROJECT]
         walls_b = [r.wall_seconds for r in runs if r.variant == BASELINE]
         median_a, median_b = statistics.median(walls_a), statistics.median(walls_b)
@@ -57,7 +69,7 @@ def summarize(results: list[RunResult]) -> list[WorkloadSummary]:
         ratio = median_a / median_b
         rss_a = max(r.peak_rss_bytes for r in runs if r.variant == PROJECT) / MB
         rss_b = max(r.peak_rss_bytes for r in runs if r.variant == BASELINE) / MB
-        target, met = _target(name, ratio, rss_a)
+        target, met = _target(name, ratio, rss_a, io.get(PROJECT))
         summaries.append(
             WorkloadSummary(
                 name,
@@ -74,18 +86,65 @@ def summarize(results: list[RunResult]) -> list[WorkloadSummary]:
                 met,
                 [round(w, 3) for w in walls_a],
                 [round(w, 3) for w in walls_b],
+                _per_job(io.get(PROJECT)),
+                _per_job(io.get(BASELINE)),
+                max(r.uploaded_bytes / r.jobs for r in [*runs, *io.values()]),
             )
         )
     return summaries
 
 
-def _target(name: str, ratio: float, peak_rss_mb: float) -> tuple[str, bool]:
+def _per_job(run: RunResult | None) -> dict[str, float]:
+    if run is None or not run.io_bytes:
+        return {}
+    return {place: run.io_bytes.get(place, 0) / run.jobs for place in IO_PLACES}
+
+
+def _target(
+    name: str, ratio: float, peak_rss_mb: float, traced_a: RunResult | None
+) -> tuple[str, bool]:
+    """Every target of the workload, as one text, and whether all were met."""
+    targets: list[tuple[str, bool]] = []
     if name in RATIO_TARGETS:
-        return f"A/B <= {RATIO_TARGETS[name]}", ratio <= RATIO_TARGETS[name]
+        targets.append((f"A/B <= {RATIO_TARGETS[name]}", ratio <= RATIO_TARGETS[name]))
     if name in PEAK_RSS_TARGETS_MB:
         limit = PEAK_RSS_TARGETS_MB[name]
-        return f"peak RSS A <= {limit} MB", peak_rss_mb <= limit
-    return "-", True
+        targets.append((f"peak RSS A <= {limit} MB", peak_rss_mb <= limit))
+    if traced_a is not None and traced_a.io_bytes:
+        # Every workload's files only need their moov moved: nothing to write (issue 17).
+        written = traced_a.io_bytes.get("work dir written", 0)
+        targets.append(("A writes 0 B to the work dir", written == 0))
+    if not targets:
+        return "-", True
+    return ", ".join(text for text, _ in targets), all(met for _, met in targets)
+
+
+def io_table(summaries: list[WorkloadSummary]) -> Table | None:
+    """Bytes per job read from the sources and written to and read from the work dir, in MB
+    and as a multiple of the file's size; None when no run was traced."""
+    traced = [s for s in summaries if s.io_per_job_a or s.io_per_job_b]
+    if not traced:
+        return None
+    table = Table(title="I/O per job, one run of each under strace (not timed)")
+    table.add_column("workload")
+    for side in (PROJECT, BASELINE):
+        for place in IO_PLACES:
+            table.add_column(f"{side}: {place}", justify="right")
+    for s in traced:
+        table.add_row(s.workload, *_io_cells(s))
+    return table
+
+
+def _io_cells(s: WorkloadSummary) -> list[str]:
+    cells = []
+    for per_job in (s.io_per_job_a, s.io_per_job_b):
+        for place in IO_PLACES:
+            value = per_job.get(place)
+            if value is None:
+                cells.append("-")
+            else:
+                cells.append(f"{value / MB:.0f} MB ({value / s.source_bytes_per_job:.2f}x)")
+    return cells
 
 
 def results_table(summaries: list[WorkloadSummary]) -> Table:
@@ -171,6 +230,7 @@ def write_results(
     machine: dict[str, Any],
     settings: dict[str, Any],
     suffix: str = "",
+    resumes: list[ResumeResult] | None = None,
 ) -> tuple[Path, Path]:
     """bench/results.json (everything) and bench/RESULTS.md (the table and the machine), their
     names ending in `suffix` (an emulated link's label) when given."""
@@ -182,14 +242,18 @@ def write_results(
         "settings": settings,
         "workloads": [asdict(s) for s in summaries],
         "runs": [asdict(r) for r in results],
+        "resume": [asdict(r) for r in resumes or []],
     }
     json_path.write_text(json.dumps(document, indent=2) + "\n")
-    markdown_path.write_text(_markdown(summaries, machine, settings))
+    markdown_path.write_text(_markdown(summaries, machine, settings, resumes or []))
     return json_path, markdown_path
 
 
 def _markdown(
-    summaries: list[WorkloadSummary], machine: dict[str, Any], settings: dict[str, Any]
+    summaries: list[WorkloadSummary],
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+    resumes: list[ResumeResult],
 ) -> str:
     lines = [
         "# Benchmark results",
@@ -210,6 +274,13 @@ def _markdown(
         lines.append("| " + " | ".join([*_row(s), f"{s.target}: {met}"]) + " |")
     lines += ["", "Each run's wall time (s):", ""]
     lines += [f"- {s.workload}: A {s.walls_a}, B {s.walls_b}" for s in summaries]
+    if io := io_table(summaries):
+        lines += ["", f"{io.title}, bytes per job (x: times the file's size):", ""]
+        lines += _markdown_table(io, [[s.workload, *_io_cells(s)] for s in summaries])
+    if resumes:
+        resume = resume_table(resumes)
+        lines += ["", f"{resume.title}:", ""]
+        lines += _markdown_table(resume, [_resume_cells(r) for r in resumes])
     lines += ["", "## Machine", ""]
     lines += [f"- {name}: {value}" for name, value in machine.items()]
     lines += ["", "## Settings", ""]
@@ -217,9 +288,55 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def print_summary(console: Console, summaries: list[WorkloadSummary]) -> None:
-    """The table, then one line per workload whose target was not met."""
+def _markdown_table(table: Table, rows: list[list[str]]) -> list[str]:
+    headers = [str(column.header) for column in table.columns]
+    aligns = ["---:" if column.justify == "right" else "---" for column in table.columns]
+    return [f"| {' | '.join(line)} |" for line in (headers, aligns, *rows)]
+
+
+def resume_table(resumes: list[ResumeResult]) -> Table:
+    """What each side sent of an upload refused from 80 % of its parts on, and what the next
+    attempt sent again."""
+    table = Table(title="An upload refused from 80 % of its parts on, then the next attempt")
+    headers = ["side", "file", "part", "refused from part", "1st attempt sent", "2nd sent",
+               "parts sent twice", "2nd attempt", "target"]  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header in ("side", "target") else "right")
+    for r in resumes:
+        table.add_row(*_resume_cells(r))
+    return table
+
+
+def _resume_cells(r: ResumeResult) -> list[str]:
+    target = "-"
+    if r.variant == PROJECT:
+        met = r.parts_sent_twice <= MAX_PARTS_SENT_TWICE
+        target = f"parts sent twice <= {MAX_PARTS_SENT_TWICE}: {'met' if met else 'NOT met'}"
+    return [
+        f"{r.variant} {r.workload}",
+        f"{r.size_bytes / MB:.0f} MB",
+        f"{r.part_bytes / MB:.1f} MB",
+        str(r.refused_from_part),
+        f"{r.first_attempt_bytes / MB:.0f} MB",
+        f"{r.second_attempt_bytes / MB:.0f} MB ({r.resent_share:.0%})",
+        str(r.parts_sent_twice),
+        f"{r.second_attempt_seconds:.2f} s",
+        target,
+    ]
+
+
+def print_summary(
+    console: Console, summaries: list[WorkloadSummary], resumes: list[ResumeResult] | None = None
+) -> None:
+    """The tables, then one line per target not met."""
     console.print(results_table(summaries))
+    if io := io_table(summaries):
+        console.print(io)
+    if resumes:
+        console.print(resume_table(resumes))
     for s in summaries:
         if not s.target_met:
             console.print(f"{s.workload}: target {s.target} not met")
+    for r in resumes or []:
+        if r.variant == PROJECT and r.parts_sent_twice > MAX_PARTS_SENT_TWICE:
+            console.print(f"resume of {r.workload}: {r.parts_sent_twice} parts sent twice")

@@ -21,9 +21,11 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: `bench` is not importable
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.io_audit import strace_available  # noqa: E402
 from bench.link import Link  # noqa: E402
 from bench.profiles import step_seconds  # noqa: E402
 from bench.report import machine_info, print_summary, summarize, write_results  # noqa: E402
+from bench.resume import ResumeResult, run_resume_case  # noqa: E402
 from bench.runs import (  # noqa: E402
     BASELINE,
     BUCKET,
@@ -41,6 +43,7 @@ from upload_jobs.settings import get_settings  # noqa: E402
 from upload_jobs.storage.spaces import ensure_bucket, make_s3_client  # noqa: E402
 
 WARM_UP_JOBS = 2
+SIDES = (PROJECT, BASELINE)
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,6 +81,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="after the rounds, run A once more per workload under py-spy and show its steps",
     )
     parser.add_argument(
+        "--no-io",
+        action="store_true",
+        help="skip the I/O columns (one more A and B per workload under strace, not timed)",
+    )
+    parser.add_argument(
+        "--resume",
+        default="W3",
+        help="the workload whose first file's upload is broken at 80 %% and resumed (W3; "
+        "'none' skips it; run only when that workload is run)",
+    )
+    parser.add_argument(
         "--results-dir",
         type=Path,
         default=REPO_ROOT / "bench",
@@ -85,6 +99,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     arguments = parser.parse_args(argv)
     unknown = set(arguments.workloads.split(",")) - set(WORKLOADS)
+    if arguments.resume not in (*WORKLOADS, "none"):
+        parser.error(f"--resume takes {', '.join(WORKLOADS)} or none")
     if unknown or arguments.rounds < 1 or (arguments.jobs is not None and arguments.jobs < 1):
         parser.error(f"--workloads takes {', '.join(WORKLOADS)}; --rounds and --jobs at least 1")
     return arguments
@@ -106,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_workloads(workloads, root / "workloads", ffmpeg, console.print)
     link = Link(arguments.link_mbit, arguments.link_rtt_ms) if arguments.link_mbit else None
     results: list[RunResult] = []
+    traced: list[RunResult] = []
+    resumes: list[ResumeResult] = []
+    trace_io = not arguments.no_io and strace_available()
+    if not arguments.no_io and not trace_io:
+        console.print("strace is not installed: no I/O columns (apt-get install strace)")
     with (
         s3_server(root, link) as endpoint,
         prefect_server(root / "prefect-home", arguments.prefect_database_url) as api_url,
@@ -116,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_bucket(make_s3_client(get_settings()), BUCKET)
         console.print(f"Local S3 server {endpoint}, Prefect server {api_url}")
         console.print("Warm-up runs (not counted): A and B on 2 small jobs")
-        for variant in (PROJECT, BASELINE):
+        for variant in SIDES:
             run_once(env, variant, WORKLOADS["W2"], 0, WARM_UP_JOBS)
         for workload in workloads:
             # The first pass over a workload's files pays for reading them from disk and for
@@ -125,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs = min(workload.jobs, arguments.jobs or workload.jobs)
             run_once(env, BASELINE, workload, 0, jobs)
             for round_number in range(1, arguments.rounds + 1):
-                for variant in (PROJECT, BASELINE):
+                for variant in SIDES:
                     result = run_once(env, variant, workload, round_number, jobs)
                     results.append(result)
                     peak_mb = result.peak_rss_bytes / 1e6
@@ -133,11 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                         f"{workload.name} round {round_number}/{arguments.rounds} {variant}: "
                         f"{result.wall_seconds:.2f} s, peak RSS {peak_mb:.0f} MB"
                     )
+            if trace_io:
+                console.print(f"{workload.name} under strace, A and B (bytes, not timed)")
+                traced += [run_once(env, v, workload, 0, jobs, trace_io=True) for v in SIDES]
+            if arguments.resume == workload.name:
+                for variant in SIDES:
+                    console.print(f"{workload.name} upload broken at 80 %, then resumed: {variant}")
+                    resumes.append(run_resume_case(env, workload, variant))
             if arguments.profile:
                 _profile(env, workload, jobs, console)
-    summaries = summarize(results)
+    summaries = summarize(results, traced)
     # Nine columns: narrower than ~110 characters (a pipe, a small terminal) they wrap badly.
-    print_summary(Console(width=max(Console().width, 110)), summaries)
+    print_summary(Console(width=max(Console().width, 110)), summaries, resumes)
     database_url = arguments.prefect_database_url
     database = redacted_url(database_url) if database_url else "SQLite (in PREFECT_HOME)"
     settings = _settings() | {"link to the S3 server": link.describe() if link else "loopback"}
@@ -148,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         machine_info(ffmpeg, database),
         settings,
         suffix=f"-{link.label()}" if link else "",
+        resumes=resumes,
     )
     console.print(f"Wrote {', '.join(str(path) for path in written)}")
     return 0

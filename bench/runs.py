@@ -13,10 +13,11 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import io_audit
 from bench.workloads import Workload
 from upload_jobs.jobs.database import dispose_engines, get_engine, upgrade_schema
 from upload_jobs.jobs.models import JobStatus
@@ -43,6 +44,8 @@ class RunResult:
     wall_seconds: float
     peak_rss_bytes: int
     uploaded_bytes: int
+    # From a traced run (bench/io_audit.py): "source read", "work dir written", ...; else empty.
+    io_bytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,19 +80,20 @@ def run_once(
     round_number: int,
     jobs: int,
     profile: Path | None = None,
+    trace_io: bool = False,
 ) -> RunResult:
     """Run `variant` over the first `jobs` files of `workload`; check the bucket, empty it.
-    With `profile`, py-spy samples the run and writes its stacks there (collapsed format)."""
+    With `profile`, py-spy samples the run and writes its stacks there (collapsed format); with
+    `trace_io`, strace counts the bytes read from the sources and written to the work dir."""
     run_dir = env.root / "runs" / f"{workload.name}-{round_number}-{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "work").mkdir(parents=True)
     prefix = f"{run_dir.name}/"
     sources = workload.files(env.workloads_dir)[:jobs]
     child_env = {**os.environ, **env.settings_env(run_dir / "work")}
-    result_file = run_dir / "measured.json"
     if variant == PROJECT:
         database_url = f"sqlite:///{run_dir / 'jobs.db'}"
-        _add_failed_jobs(database_url, sources, prefix)
+        add_failed_jobs(database_url, sources, prefix)
         child_env |= {
             "UPLOAD_JOBS_DATABASE_URL": database_url,
             "PREFECT_API_URL": env.prefect_api_url,
@@ -98,52 +102,93 @@ def run_once(
         command += ["--concurrency", str(CONCURRENCY), "--json"]
     else:
         plan = run_dir / "plan.json"
-        plan.write_text(json.dumps(_baseline_plan(env, sources, prefix, run_dir / "work")))
+        plan.write_text(json.dumps(baseline_plan(env, sources, prefix, run_dir / "work")))
         command = ["bench.baseline", str(plan)]
-    command = [sys.executable, "-m", "bench.measured", str(result_file), *command]
     if profile is not None:
         # Every thread, on CPU or waiting (--idle): where the wall time goes, not only the CPU.
         sampler = [shutil.which("py-spy") or "py-spy", "record", "--idle", "--threads", "-r", "100"]
-        command = [*sampler, "-f", "raw", "-o", str(profile), "--", *command]
-    with (run_dir / "stdout.txt").open("w") as stdout, (run_dir / "stderr.log").open("w") as log:
-        started = time.perf_counter()
-        finished = subprocess.run(
-            command,
-            stdout=stdout,
-            stderr=log,
-            env=child_env,
-            check=False,
-        )
-        wall = time.perf_counter() - started
-    if finished.returncode != 0:
-        raise RuntimeError(f"run {run_dir.name} exited {finished.returncode}: see {log.name}")
+        wrapper = [*sampler, "-f", "raw", "-o", str(profile), "--"]
+    else:
+        wrapper = []
+    places = {"source": env.workloads_dir, "work dir": run_dir / "work"} if trace_io else None
+    measured = run_measured(command, child_env, run_dir, wrapper=wrapper, trace_places=places)
     if variant == PROJECT:
         output = (run_dir / "stdout.txt").read_text()
         # The report is the JSON object in the output (py-spy, when profiling, adds lines).
         _check_sweep_report(json.loads(output[output.index("{") : output.rindex("}") + 1]), jobs)
-    uploaded = _check_and_empty_bucket(prefix, jobs)
-    measured = json.loads(result_file.read_text())
+    uploaded = check_and_empty_bucket(prefix, jobs)
     shutil.rmtree(run_dir / "work", ignore_errors=True)
     return RunResult(
-        variant, workload.name, round_number, jobs, wall, measured["peak_rss_bytes"], uploaded
+        variant,
+        workload.name,
+        round_number,
+        jobs,
+        measured.wall_seconds,
+        measured.peak_rss_bytes,
+        uploaded,
+        measured.io_bytes,
     )
 
 
-def _add_failed_jobs(database_url: str, sources: list[Path], prefix: str) -> None:
-    """The job table as the recording pipeline leaves it: every upload failed, due now."""
+@dataclass(frozen=True)
+class Measured:
+    """One process run: its wall time, its own peak RSS and, when traced, its bytes per place."""
+
+    wall_seconds: float
+    peak_rss_bytes: int
+    io_bytes: dict[str, int]
+
+
+def run_measured(
+    command: list[str],
+    child_env: dict[str, str],
+    run_dir: Path,
+    *,
+    expected_exit: int = 0,
+    wrapper: list[str] | tuple[str, ...] = (),
+    trace_places: dict[str, Path] | None = None,
+) -> Measured:
+    """Run `python -m MODULE ARGS` (`command`) under bench.measured, its output in `run_dir`;
+    raise unless it exits `expected_exit`. With `trace_places`, under strace (bytes, not time)."""
+    result_file = run_dir / "measured.json"
+    full = [*wrapper, sys.executable, "-m", "bench.measured", str(result_file), *command]
+    trace_folder = None
+    if trace_places is not None:
+        full, trace_folder = io_audit.traced(full)
+    with (run_dir / "stdout.txt").open("w") as stdout, (run_dir / "stderr.log").open("w") as log:
+        started = time.perf_counter()
+        finished = subprocess.run(full, stdout=stdout, stderr=log, env=child_env, check=False)
+        wall = time.perf_counter() - started
+    if finished.returncode != expected_exit:
+        raise RuntimeError(
+            f"run {run_dir.name} exited {finished.returncode}, not {expected_exit}: see {log.name}"
+        )
+    io_bytes: dict[str, int] = {}
+    if trace_folder is not None and trace_places is not None:
+        io_bytes = dict(io_audit.bytes_by_place(trace_folder, trace_places))
+    peak = json.loads(result_file.read_text())["peak_rss_bytes"]
+    return Measured(wall, peak, io_bytes)
+
+
+def add_failed_jobs(database_url: str, sources: list[Path], prefix: str) -> list[int]:
+    """The job table as the recording pipeline leaves it: every upload failed, due now; the
+    jobs' ids."""
     upgrade_schema(get_engine(database_url))
     store = JobStore(database_url)
-    for source in sources:
+    jobs = [
         store.add_job(
             str(source),
             prefix + source.name,
             status=JobStatus.FAILED,
             last_error="bench: failed upload to retry",
         )
+        for source in sources
+    ]
     dispose_engines()
+    return [job.id or 0 for job in jobs]
 
 
-def _baseline_plan(
+def baseline_plan(
     env: BenchEnvironment, sources: list[Path], prefix: str, work_dir: Path
 ) -> dict[str, Any]:
     """Each job's key and the exact ffmpeg command the project builds for its source."""
@@ -162,7 +207,7 @@ def _check_sweep_report(report: dict[str, Any], jobs: int) -> None:
         raise RuntimeError(f"the sweep did not complete and optimize all {jobs} jobs: {report}")
 
 
-def _check_and_empty_bucket(prefix: str, jobs: int) -> int:
+def check_and_empty_bucket(prefix: str, jobs: int) -> int:
     """Bytes stored under `prefix`, after checking there is one video/mp4 object per job;
     the objects are deleted so the server's memory does not grow from run to run."""
     client = make_s3_client(get_settings())

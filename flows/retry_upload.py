@@ -74,12 +74,12 @@ def _steps_holding(
                 return_state=True,
             )
             choice = choose_upload_file(claim.source_path, optimization)
-            report.optimized, report.fallback_reason = choice.optimized, choice.fallback_reason
+            report.record_choice(choice.path, choice.reason)
         with report.step("measure_file_size"):
-            report.uploaded_size_bytes = measure_file_size(choice.path)
+            report.uploaded_size_bytes = measure_file_size(choice.body)
         with report.step("upload_to_spaces"):
             uploaded = upload_task_for(settings)(
-                choice.path, claim.object_key, claim.progress_target, choice.optimized
+                choice.body, claim.object_key, claim.progress_target, choice.optimized
             )
     except Exception as exc:
         mark_job_failed(claim, report, str(exc), error_kind_for(exc))

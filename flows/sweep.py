@@ -39,6 +39,7 @@ def sweep_failed_uploads(
     concurrency: int = 2,
     breaker_threshold: int = 3,
     stale_multipart_hours: float = 24.0,
+    resumable_multipart_hours: float = 72.0,
     stale_temp_hours: float = 6.0,
     reconcile: bool = True,
 ) -> SweepReport:
@@ -62,7 +63,11 @@ def sweep_failed_uploads(
     else:
         retry_here(due.ready, concurrency, CircuitBreaker(breaker_threshold), report)
     if not report.stopped_early:
-        report.aborted_multipart_uploads = abort_stale_multipart_uploads(stale_multipart_hours)
+        cleanup = abort_stale_multipart_uploads(
+            stale_multipart_hours, resumable_multipart_hours, max_attempts
+        )
+        report.aborted_multipart_uploads = cleanup.aborted
+        report.kept_multipart_uploads = cleanup.kept_for_resume
     report.removed_temp_files = remove_old_temp_files(stale_temp_hours)
     publish_sweep_report(report)
     return report

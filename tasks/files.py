@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 
 from tasks.job_steps import step_run_name
 from upload_jobs.jobs import files
+from upload_jobs.storage.upload_body import UploadBody
 
 
 @task(name="check_source_file", task_run_name=step_run_name)
@@ -19,9 +20,9 @@ def check_source_file(source_path: str) -> int:
 
 
 @task(name="measure_file_size", task_run_name=step_run_name)
-def measure_file_size(path: str) -> int:
-    """The size of the file about to be uploaded, logged as `File size: N.NN MB`."""
-    size = files.file_size_bytes(path)
+def measure_file_size(body: UploadBody) -> int:
+    """The size of what is about to be uploaded, logged as `File size: N.NN MB`."""
+    size = files.upload_size_bytes(body)
     get_run_logger().info("File size: %s", files.format_megabytes(size))
     return size
 

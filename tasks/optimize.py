@@ -12,11 +12,14 @@ from prefect.states import State
 from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
+from upload_jobs.errors import SourceMissing
 from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.jobs.progress import ProgressReport
-from upload_jobs.media import remux
+from upload_jobs.media.streaming import OptimizationResult, StreamingPath
+from upload_jobs.media.streaming import optimize_for_streaming as make_stream_ready
 from upload_jobs.settings import Preset, get_settings
+from upload_jobs.storage.upload_body import UploadBody
 
 
 @task(name="optimize_for_streaming", task_run_name=step_run_name)
@@ -25,8 +28,9 @@ def optimize_for_streaming(
     attempt_work_dir: str,
     preset: Preset,
     progress_target: ProgressTarget | None = None,
-) -> remux.OptimizationResult:
-    """Remux the source for streaming into the attempt's folder, validated; fails on any doubt."""
+) -> OptimizationResult:
+    """Make the source stream-ready: as it is, its index moved in process, or remuxed by ffmpeg
+    into the attempt's folder, validated; fails on any doubt."""
     settings = get_settings()
     logger = get_run_logger()
     log_progress = ProgressReport(logger.info, f"Remux ({preset})")
@@ -40,19 +44,26 @@ def optimize_for_streaming(
         live.percent(percent)
 
     with ffmpeg_slot():
-        result = remux.optimize_for_streaming(
+        result = make_stream_ready(
             Path(source_path),
             Path(attempt_work_dir),
             preset,
-            remux.resolve_ffmpeg(settings.ffmpeg),
+            settings.ffmpeg,
+            in_process=settings.faststart_in_process,
             timeout_seconds=settings.ffmpeg_timeout_seconds,
             on_progress=on_progress,
             on_command=lambda args: logger.info("Running %s", shlex.join(args)),
         )
-    if result.already_optimized:
+    if result.path is StreamingPath.ALREADY_READY:
         logger.info("Source is already stream-ready (%s): uploading it as it is", preset)
-    elif result.remuxed:
-        logger.info("Remuxed for streaming with preset %s: %s", preset, result.path.name)
+    elif result.path is StreamingPath.MOVED_IN_PROCESS:
+        logger.info(
+            "Moved the index (moov) to the front in process: the upload is read straight from "
+            "%s, no temp file and no ffmpeg run",
+            result.body.path.name,
+        )
+    elif result.path is StreamingPath.FFMPEG_REMUX:
+        logger.info("Remuxed for streaming with preset %s (%s)", preset, result.reason)
     else:
         logger.info("Preset %s: no optimization requested", preset)
     return result
@@ -60,22 +71,30 @@ def optimize_for_streaming(
 
 @dataclass(frozen=True)
 class UploadChoice:
-    """Which file the run uploads, and whether it counts as optimized for streaming."""
+    """What the run uploads, how it was made, and whether it counts as optimized for streaming."""
 
-    path: str
-    optimized: bool
-    fallback_reason: str | None
+    body: UploadBody
+    path: StreamingPath
+    reason: str | None
+
+    @property
+    def optimized(self) -> bool:
+        """Whether the upload streams."""
+        return self.path.streams
 
 
 def choose_upload_file(source_path: str, optimization: State) -> UploadChoice:
-    """The optimized file when the step completed, else the original with the reason why."""
+    """The optimized upload when the step completed, else the original with the reason why."""
     if optimization.is_completed():
-        result: remux.OptimizationResult = optimization.result()
-        optimized = result.remuxed or result.already_optimized
-        return UploadChoice(path=str(result.path), optimized=optimized, fallback_reason=None)
+        result: OptimizationResult = optimization.result()
+        return UploadChoice(result.body, result.path, result.reason)
     error = optimization.result(raise_on_failure=False)
     reason = str(error) if isinstance(error, BaseException) else (optimization.message or "unknown")
     get_run_logger().warning(
         "Streaming optimization failed, uploading the original file instead: %s", reason
     )
-    return UploadChoice(path=source_path, optimized=False, fallback_reason=reason)
+    try:
+        body = UploadBody.of_file(Path(source_path))
+    except FileNotFoundError:
+        raise SourceMissing(source_path) from None
+    return UploadChoice(body, StreamingPath.FALLBACK_ORIGINAL, reason)

@@ -138,18 +138,32 @@ def start_retry_run(due: DueJob) -> str:
 
 
 @task(name="abort_stale_multipart_uploads")
-def abort_stale_multipart_uploads(older_than_hours: float) -> int:
-    """Abort multipart uploads a crashed run left open, so no parts linger in the bucket."""
+def abort_stale_multipart_uploads(
+    older_than_hours: float, resumable_for_hours: float, max_attempts: int
+) -> spaces.MultipartCleanup:
+    """Abort multipart uploads a crashed run left open, or whose job is done with them, so no
+    parts linger in the bucket; leave those a failed job may still resume, for a while."""
     settings = get_settings()
-    aborted = spaces.abort_stale_multipart_uploads(
+    recorded = JobStore(settings.database_url).recorded_uploads(max_attempts)
+    keep = frozenset(
+        upload_id
+        for upload_id, record in recorded.items()
+        if record.resumable and record.recorded_within(timedelta(hours=resumable_for_hours))
+    )
+    cleanup = spaces.abort_stale_multipart_uploads(
         spaces.make_s3_client(settings),
         settings.bucket,
         timedelta(hours=older_than_hours),
         prefix=settings.key_prefix,
+        keep=keep,
+        finished=frozenset(recorded) - keep,
     )
-    if aborted:
-        get_run_logger().info("Aborted %d stale multipart uploads", aborted)
-    return aborted
+    logger = get_run_logger()
+    if cleanup.aborted:
+        logger.info("Aborted %d stale multipart uploads", cleanup.aborted)
+    if cleanup.kept_for_resume:
+        logger.info("Left %d multipart uploads for their jobs to resume", cleanup.kept_for_resume)
+    return cleanup
 
 
 @task(name="remove_stale_temp_files")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import Task, get_run_logger, task
@@ -15,6 +14,7 @@ from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
 from upload_jobs.errors import TransientUploadError
+from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.jobs.progress import ProgressReport
@@ -22,6 +22,8 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
 from upload_jobs.storage.ownership import KeyOwner
+from upload_jobs.storage.resume import MultipartUpload, digests_of
+from upload_jobs.storage.upload_body import UploadBody
 
 RETRY_JITTER_FACTOR = 0.5
 
@@ -40,31 +42,34 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
     retry_condition_fn=is_transient_upload_failure,
 )
 def upload_to_spaces(
-    path: str,
+    body: UploadBody,
     object_key: str,
     progress_target: ProgressTarget,
     optimized: bool = False,
 ) -> spaces.UploadResult:
-    """Upload the file to the bucket for the job of `progress_target` (multipart when large),
-    unless the key holds another's object, and verify it with a HEAD; `optimized` says whether
-    `path` is the streaming-optimized version of the source."""
+    """Upload the body to the bucket for the job of `progress_target` (multipart when large,
+    resuming what its last try stored), unless the key holds another's object, and verify it
+    with a HEAD; `optimized` says whether `body` is the streaming-optimized source."""
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
-    size = Path(path).stat().st_size
-    sha256 = spaces.file_sha256(Path(path))
-    owner = KeyOwner(progress_target.job_id, uploaded_before(progress_target.job_id))
-    record_upload_intent(progress_target, size, sha256, optimized)
-    log_progress = ProgressReport(logger.info, "Upload", total_bytes=size)
+    job_id = progress_target.job_id
+    resume = resumable_upload(job_id)
+    digests = digests_of(
+        body, resume.part_bytes if resume and resume.size_bytes == body.size else None
+    )
+    owner = KeyOwner(job_id, uploaded_before(job_id))
+    record_upload_intent(progress_target, body.size, digests.sha256, optimized)
+    log_progress = ProgressReport(logger.info, "Upload", total_bytes=body.size)
     live = live_progress(
         progress_target,
         Phase.UPLOADING,
-        f"Upload of {Path(path).name} to s3://{settings.bucket}/{object_key}",
-        total_bytes=size,
+        f"Upload of {body.path.name} to s3://{settings.bucket}/{object_key}",
+        total_bytes=body.size,
     )
 
     def on_progress(done: int) -> None:
-        check_lease()  # stopped or lost between parts: the multipart upload is aborted
+        check_lease()  # stopped or lost between parts: the multipart upload is kept to resume
         log_progress.bytes_done(done)
         live.bytes_done(done)
 
@@ -73,26 +78,51 @@ def upload_to_spaces(
         result = spaces.upload_video(
             client,
             settings.bucket,
-            Path(path),
+            body,
             object_key,
             owner=owner,
-            sha256=sha256,
+            digests=digests,
             acl=settings.acl,
             cache_control=settings.cache_control,
             multipart_threshold=settings.multipart_threshold_bytes,
             chunk_size=settings.multipart_chunk_bytes,
             concurrency=settings.upload_concurrency,
             on_progress=on_progress,
+            resume=resume,
+            on_multipart_started=lambda upload: record_multipart_upload(progress_target, upload),
         )
+    where = f"s3://{settings.bucket}/{object_key}"
     if result.skipped_existing:
+        logger.info("%s already holds this file (same size and sha256): not re-uploaded", where)
+    elif result.parts_kept:
         logger.info(
-            "s3://%s/%s already holds this file (same size and sha256): not re-uploaded",
-            settings.bucket,
-            object_key,
-        )
+            "Uploaded to %s (ETag %s), resumed: %d parts were stored by an earlier try, %s sent "
+            "now", where, result.etag, result.parts_kept, format_megabytes(result.bytes_sent),
+        )  # fmt: skip
     else:
-        logger.info("Uploaded to s3://%s/%s (ETag %s)", settings.bucket, object_key, result.etag)
+        logger.info("Uploaded to %s (ETag %s)", where, result.etag)
     return result
+
+
+def resumable_upload(job_id: int) -> MultipartUpload | None:
+    """The multipart upload the job's last try left open, to continue if the bytes are the same."""
+    try:
+        return JobStore(get_settings().database_url).resumable_upload(job_id)
+    except SQLAlchemyError as exc:
+        get_run_logger().warning("Could not read the job's open multipart upload: %s", exc)
+        return None
+
+
+def record_multipart_upload(target: ProgressTarget, upload: MultipartUpload) -> bool:
+    """Note the multipart upload on the attempt before its first part, for a later try; whether
+    that worked."""
+    try:
+        JobStore(get_settings().database_url).record_multipart_upload(target.attempt_id, upload)
+    except SQLAlchemyError as exc:
+        # Unrecorded, nothing could resume it: it is aborted if this try fails.
+        get_run_logger().warning("Could not record the multipart upload on the attempt: %s", exc)
+        return False
+    return True
 
 
 def uploaded_before(job_id: int) -> frozenset[str]:

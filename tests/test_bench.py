@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.io_audit import run_traced, strace_available
 from bench.link import Link, LinkProxy
 from bench.profiles import step_seconds
 from bench.report import summarize, write_results
+from bench.resume import ResumeResult
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
 from upload_jobs.settings import Settings
@@ -20,6 +22,7 @@ from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import make_s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
 
 
 def run(variant: str, workload: str, round_number: int, wall: float, rss_mb: int) -> RunResult:
@@ -40,11 +43,54 @@ def test_medians_ratio_and_overhead_per_job_against_the_targets(tmp_path: Path) 
     assert w2.overhead_per_job_seconds == pytest.approx(3.0 / 40)
     assert (w2.peak_rss_a_mb, w2.peak_rss_b_mb) == (170, 120)  # the highest of the rounds
     assert (w2.target, w2.target_met) == ("A/B <= 1.5", False)
-    assert (w3.target, w3.target_met) == ("peak RSS A <= 250 MB", False)
+    assert (w3.target, w3.target_met) == ("A/B <= 1.0, peak RSS A <= 250 MB", False)
 
     json_path, markdown_path = write_results(tmp_path, [w2, w3], results, {"cores": 2}, {})
     assert "| W2 | 40 | 6.00 | 3.00 | 2.00 | 75 ms |" in markdown_path.read_text()
     assert '"ratio": 2.0' in json_path.read_text()
+
+
+def test_traced_bytes_per_job_and_the_resume_case_are_reported(tmp_path: Path) -> None:
+    results = [run(PROJECT, "W1", 1, 4.0, 200), run(BASELINE, "W1", 1, 5.0, 110)]
+    size = 100 * 1_000_000
+    traced = [
+        RunResult(PROJECT, "W1", 0, 4, 9.0, 1, 4 * size, {"source read": 8 * size}),
+        RunResult(BASELINE, "W1", 0, 4, 9.0, 1, 4 * size,
+                  {"source read": 4 * size, "work dir written": 8 * size}),
+    ]  # fmt: skip
+    [w1] = summarize(results, traced)
+    assert w1.io_per_job_a == {"source read": 2 * size, "work dir written": 0, "work dir read": 0}
+    assert w1.io_per_job_b["work dir written"] == 2 * size
+    assert (w1.target, w1.target_met) == ("A/B <= 1.0, A writes 0 B to the work dir", True)
+    resumed = ResumeResult(PROJECT, "W3", 1000 * MIB, 16 * MIB, 51, 800 * MIB, 200 * MIB, 1, 3.0)
+    raw = ResumeResult(BASELINE, "W3", 1000 * MIB, 16 * MIB, 51, 800 * MIB, 1000 * MIB, 50, 9.0)
+
+    _, markdown_path = write_results(tmp_path, [w1], results, {}, {}, resumes=[resumed, raw])
+    markdown = markdown_path.read_text()
+    assert (
+        "| W1 | 200 MB (2.00x) | 0 MB (0.00x) | 0 MB (0.00x) | 100 MB (1.00x) | 200 MB" in markdown
+    )
+    assert "| 210 MB (20%) | 1 | 3.00 s | parts sent twice <= 1: met |" in markdown
+    assert "| 1049 MB (100%) | 50 | 9.00 s | - |" in markdown
+
+
+@pytest.mark.skipif(
+    not strace_available(), reason="strace is not installed (apt-get install strace)"
+)
+def test_bytes_are_counted_per_place_for_a_process_and_its_children(tmp_path: Path) -> None:
+    source, work = tmp_path / "source", tmp_path / "work"
+    source.mkdir(), work.mkdir()
+    (source / "video.mp4").write_bytes(b"v" * 300_000)
+    # The parent reads the source twice; a child it starts writes it once into the work dir.
+    child = "import sys; open(sys.argv[1], 'wb').write(open(sys.argv[2], 'rb').read())"
+    parent = (
+        "import subprocess, sys; [open(sys.argv[2], 'rb').read() for _ in range(2)]; "
+        f"subprocess.run([sys.executable, '-c', {child!r}, sys.argv[1], sys.argv[2]], check=True)"
+    )
+    command = [sys.executable, "-c", parent, str(work / "copy.mp4"), str(source / "video.mp4")]
+
+    counted = run_traced(command, {"source": source, "work dir": work})
+    assert counted == {"source read": 900_000, "work dir written": 300_000}
 
 
 def test_workload_files_are_named_per_job() -> None:
@@ -76,6 +122,7 @@ def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
     command = [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--workloads", "W2"]
     command += ["--rounds", "1", "--jobs", "3", "--work-dir", str(tmp_path / "work")]
     command += ["--results-dir", str(tmp_path / "results")]  # made if missing
+    command += ["--no-io"]  # the traced runs cost 20 s here; the count is tested on its own
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
 
     assert finished.returncode == 0, finished.stderr[-3000:]

@@ -123,11 +123,36 @@ def test_moov_at_end_input_ends_faststart_in_the_bucket(
         "measure_file_size",
         "upload_to_spaces",
     }
+    # Only the index was misplaced: moved in process, sent from the source, no ffmpeg run.
+    assert (attempt.optimization_path, attempt.optimization_path_reason) == (
+        "moved_in_process",
+        None,
+    )
+    logs = _log_messages(attempt.flow_run_id)
+    assert not [m for m in logs if m.startswith("Running ")]
+    assert any(m.startswith("Moved the index (moov) to the front in process") for m in logs)
+
+
+@media_and_s3_only
+def test_a_file_ffmpeg_must_remux_logs_the_command_and_why(settings: Settings, clip) -> None:
+    source = clip("mov_pcm", "recordings/take.MOV")
+    job_id = add_failed_job(settings, source)
+
+    job, _ = run(job_id)
+
+    assert job.status == JobStatus.COMPLETED and job.optimized_for_streaming
+    [attempt] = JobStore(settings.database_url).list_attempts(job_id)
+    assert attempt.optimization_path == "ffmpeg_remux"
+    assert attempt.optimization_path_reason == (
+        "it is a QuickTime file (brand 'qt  '), which is not served as video/mp4"
+    )
     # The exact ffmpeg command is in the run's logs, as build_remux_args makes it.
-    [command] = [m for m in _log_messages(attempt.flow_run_id) if m.startswith("Running ")]
+    logs = _log_messages(str(attempt.flow_run_id))
+    [command] = [m for m in logs if m.startswith("Running ")]
     argv = shlex.split(command.removeprefix("Running "))
     output = Path(argv[-1].removeprefix("file:"))
-    assert argv == build_remux_args(resolve_ffmpeg(), source, output, Preset.FASTSTART, original)
+    layout = read_layout(source)
+    assert argv == build_remux_args(resolve_ffmpeg(), source, output, Preset.FASTSTART, layout)
 
 
 def _log_messages(flow_run_id: str) -> list[str]:
@@ -188,7 +213,8 @@ def test_steps_shorter_than_the_threshold_make_no_progress_artifact(
 
     monkeypatch.setenv("UPLOAD_JOBS_PROGRESS_ARTIFACT_AFTER_SECONDS", "0")
     get_settings.cache_clear()
-    again = add_failed_job(settings, clip("moov_at_end", "quick.mp4"), key="videos/again.mp4")
+    # A file ffmpeg remuxes (the in-process move reports no progress: it takes milliseconds).
+    again = add_failed_job(settings, clip("mov_pcm", "quick.MOV"), key="videos/again.mp4")
     state = retry_upload_job(again, return_state=True)
     assert asyncio.run(_progress_artifact_keys(str(state.state_details.flow_run_id))) == [
         f"upload-job-{again}-optimizing",

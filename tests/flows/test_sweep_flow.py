@@ -58,7 +58,7 @@ def test_sweep_reaps_picks_retries_and_reports(
     settings: Settings, clip: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
     store = JobStore(settings.database_url)
-    good = failed_job(settings, clip("moov_at_end", "good.mp4"))
+    good = failed_job(settings, clip("mov_pcm", "good.MOV"))  # remuxed by ffmpeg, with progress
     cut = failed_job(settings, clip("truncated", "cut.mp4"))
     gone = failed_job(settings, tmp_path / "gone.mp4")
     crashed = store.add_job(str(clip("faststart", "crashed.mp4")), "videos/crashed.mp4")

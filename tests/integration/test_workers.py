@@ -40,7 +40,7 @@ from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
-from upload_jobs.settings import Settings
+from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import file_sha256, list_open_multipart_uploads, make_s3_client
 
@@ -54,7 +54,7 @@ pytestmark = [
 
 T = TypeVar("T")
 
-JOB_COUNT = 30
+JOB_COUNT = 16  # more than both workers run at once (2 x WORKER_LIMIT): they contend
 # Failure bounds only: on an idle 2-core machine the 30 runs take about 90 s (each run is a
 # fresh interpreter importing Prefect and the flow, ~5 CPU-s).
 ALL_COMPLETED_TIMEOUT = 300.0
@@ -69,6 +69,11 @@ LEASE_SECONDS = 5
 # when it stops, so they never reach the server after the kill.
 UPLOAD_PART_HOLD_SECONDS = 60.0
 BIG_SOURCE_BYTES = 12 * MiB
+# Multipart from 5 MiB, in 5 MiB parts: the worker's run and the sweep's retry alike.
+PARTS_OF_5_MIB = {
+    "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
+    "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
+}
 
 
 def add_failed_job(store: JobStore, source: Path) -> int:
@@ -194,7 +199,7 @@ def test_two_sweeps_over_two_workers_upload_each_job_exactly_once(
     )
     all_done = time.monotonic()
 
-    # Whichever sweep picked first saw all 30 jobs failed; the other may have found some
+    # Whichever sweep picked first saw every job failed; the other may have found some
     # already claimed. Between them they started one flow run per job, and where both
     # started one for the same job attempt, the idempotency key gave them the same run.
     run_for_job: dict[int, str] = {}
@@ -252,6 +257,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
     s3_server: LocalS3Server,
     start_worker: StartWorker,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A recording never finalized: the remux fails and the run falls back to the original, large
     # enough for a multipart upload with the worker's 5 MiB threshold.
@@ -269,8 +275,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
             {
                 "UPLOAD_JOBS_ENDPOINT_URL": proxy.endpoint_url,
                 "UPLOAD_JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
-                "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-                "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
+                **PARTS_OF_5_MIB,
             }
         )
         triggered = time.monotonic()
@@ -301,18 +306,26 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
     # A sweep before this instant would rightly leave the job alone: the lease still holds.
     time.sleep(max(0.0, (lease_expires_at - datetime.now(UTC)).total_seconds() + 0.5))
 
+    # The sweep's retry sends the same bytes in the same parts: it resumes the killed run's
+    # multipart upload (recorded before its first part) instead of aborting it.
+    for name, value in PARTS_OF_5_MIB.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
     swept = time.monotonic()
     report = sweep_failed_uploads(mode=SweepMode.LOCAL, stale_multipart_hours=0)
     recovered = time.monotonic()
+    get_settings.cache_clear()
 
     assert report.reaped == [job_id]
     assert report.completed == [job_id] and report.failed == []
-    assert report.aborted_multipart_uploads == 1
+    assert report.aborted_multipart_uploads == 0
     job = store.get_job(job_id)
     assert (job.status, job.attempts, job.error_kind) == (JobStatus.COMPLETED, 2, None)
     first, second = store.list_attempts(job_id)
     assert (first.outcome, first.error_kind) == (AttemptOutcome.FAILED, "worker_lost")
     assert second.outcome == AttemptOutcome.COMPLETED
+    assert first.multipart_upload_id is not None
+    assert second.multipart_upload_id == first.multipart_upload_id
     assert list_open_multipart_uploads(s3, settings.bucket) == []
     head = s3.head_object(Bucket=settings.bucket, Key=key)
     assert head["ContentLength"] == BIG_SOURCE_BYTES
@@ -326,7 +339,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
         f"{len(killed)} processes (worker + flow run)\n"
         f"  local sweep after the lease expired: {recovered - swept:.1f} s (reaped "
         f"{report.reaped}, completed {report.completed}, aborted "
-        f"{report.aborted_multipart_uploads} multipart upload)"
+        f"{report.aborted_multipart_uploads} multipart upload, resumed {first.multipart_upload_id})"
     )
 
 

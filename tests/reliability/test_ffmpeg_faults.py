@@ -108,7 +108,7 @@ def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
     kill_log = tmp_path / "kills"
     monkeypatch.setenv("KILL_LOG", str(kill_log))
     wrapped_ffmpeg(tmp_path, KILLED_MID_REMUX, ffmpeg, monkeypatch)
-    source = clip("moov_at_end", "killed mid-remux.mp4")
+    source = clip("mov_pcm", "killed mid-remux.MOV")  # QuickTime with PCM: ffmpeg remuxes it
 
     reason = run_and_audit(
         settings, s3_server, source, "ffmpeg-killed", "ffmpeg SIGKILLed mid-remux"
@@ -128,7 +128,7 @@ def test_ffmpeg_out_of_disk_falls_back_to_the_original(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    source = clip("moov_at_end", "disk full.mp4")
+    source = clip("mov_pcm", "disk full.MOV")  # QuickTime with PCM: ffmpeg remuxes it
     # Half the video fits: ffmpeg fails while writing media, not while opening the file.
     monkeypatch.setenv("FSIZE_KB", str(source.stat().st_size // 2 // 1024))
     wrapped_ffmpeg(tmp_path, OUT_OF_DISK, ffmpeg, monkeypatch)

@@ -24,6 +24,7 @@ from upload_jobs.errors import (
 )
 from upload_jobs.settings import Settings
 from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.resume import BodyDigests
 from upload_jobs.storage.spaces import (
     UploadResult,
     abort_stale_multipart_uploads,
@@ -77,6 +78,7 @@ def test_small_file_is_one_put_with_headers_acl_and_checksum(
         sha256=hashlib.sha256(data).hexdigest(),
         multipart=False,
         skipped_existing=False,
+        bytes_sent=len(data),
     )
     assert progress == [len(data)]
     head = direct.head_object(Bucket=bucket, Key=result.key)
@@ -133,7 +135,7 @@ def test_identical_reupload_is_skipped_without_any_put(
     first = upload(client, bucket, small_file, "videos/a.mp4")
     proxy.reset_counts()
 
-    again = upload(client, bucket, small_file, "videos/a.mp4", sha256=first.sha256)
+    again = upload(client, bucket, small_file, "videos/a.mp4", digests=BodyDigests(first.sha256))
 
     assert again.skipped_existing and again.etag == first.etag and again.sha256 == first.sha256
     assert uploads_sent(proxy) == 0
@@ -293,8 +295,9 @@ def test_failed_abort_keeps_the_original_error_and_the_sweep_cleans_up(
     left = list_open_multipart_uploads(direct, bucket, prefix="videos/")
     assert [u["Key"] for u in left] == ["videos/big.mp4"]
     # moto reports every upload as initiated on 2010-11-10, so "recent" must reach back further.
-    assert abort_stale_multipart_uploads(direct, bucket, older_than=timedelta(days=36500)) == 0
-    assert abort_stale_multipart_uploads(direct, bucket, older_than=timedelta(0)) == 1
+    recent = abort_stale_multipart_uploads(direct, bucket, older_than=timedelta(days=36500))
+    assert recent.aborted == 0
+    assert abort_stale_multipart_uploads(direct, bucket, older_than=timedelta(0)).aborted == 1
     assert list_open_multipart_uploads(direct, bucket) == []
 
 

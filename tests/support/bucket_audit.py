@@ -86,6 +86,16 @@ def open_parts(settings: Settings) -> int:
     return len(list_open_multipart_uploads(make_s3_client(settings), settings.bucket))
 
 
+def kept_for_resume(settings: Settings, job_id: int) -> bool:
+    """Whether the one multipart upload open in the bucket is the one the job's last attempt
+    recorded, for its next attempt to resume."""
+    open_ids = [u["UploadId"] for u in list_open_multipart_uploads(
+        make_s3_client(settings), settings.bucket
+    )]  # fmt: skip
+    last = JobStore(settings.database_url).list_attempts(job_id)[-1]
+    return open_ids == [last.multipart_upload_id]
+
+
 def temp_files_left(settings: Settings) -> int:
     """Files left anywhere under the work dir."""
     work_dir = Path(settings.work_dir)

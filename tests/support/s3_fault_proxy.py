@@ -57,6 +57,7 @@ class S3FaultProxy:
         # Set by stop(): requests being held are dropped at once instead of outliving the proxy.
         self._stopping = threading.Event()
         self._headers: list[tuple[S3Request, dict[str, str]]] = []
+        self._forwarded: list[tuple[S3Request, int]] = []
         self._server: ThreadingHTTPServer | None = None
         self._background = BackgroundServer("s3-fault-proxy")
 
@@ -201,9 +202,15 @@ class S3FaultProxy:
             1 for r in self.requests if r.kind == kind and (method is None or r.method == method)
         )
 
+    def forwarded_bodies(self, kind: str) -> list[tuple[S3Request, int]]:
+        """Each request of `kind` passed on to the endpoint, with its body's size in bytes."""
+        with self._lock:
+            return [(request, size) for request, size in self._forwarded if request.kind == kind]
+
     def reset_counts(self) -> None:
         """Forgets the requests seen so far; faults stay programmed."""
         with self._lock:
+            self._forwarded.clear()
             self._requests.clear()
             self._faulted.clear()
             self._delayed.clear()
@@ -301,7 +308,7 @@ class S3FaultProxy:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if rule is not None and rule.forward:
-                    self._forward(body)
+                    self._forward(request, body)
                     return
                 if rule is not None and rule.drop_connection:
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -309,7 +316,7 @@ class S3FaultProxy:
                 if rule is not None:
                     self._send_error_xml(rule)
                     return
-                self._forward(body)
+                self._forward(request, body)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_request
 
@@ -348,7 +355,9 @@ class S3FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, request: S3Request, body: bytes) -> None:
+                with proxy._lock:
+                    proxy._forwarded.append((request, len(body)))
                 upstream = http.client.HTTPConnection(
                     proxy._upstream_host, proxy._upstream_port, timeout=60
                 )

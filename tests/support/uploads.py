@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from upload_jobs.settings import Settings
 from upload_jobs.storage.ownership import KeyOwner
 from upload_jobs.storage.spaces import UploadResult, upload_video
+from upload_jobs.storage.upload_body import UploadBody
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -23,7 +24,9 @@ def settings_for(endpoint_url: str, bucket: str, **overrides: Any) -> Settings:
     return Settings(bucket=bucket, endpoint_url=endpoint_url, region="nyc3", **overrides)
 
 
-def upload(client: S3Client, bucket: str, path: Path, key: str, **options: Any) -> UploadResult:
+def upload(
+    client: S3Client, bucket: str, path: Path | UploadBody, key: str, **options: Any
+) -> UploadResult:
     """`upload_video` with what a run sends unless the test says otherwise (job 1's upload)."""
     options.setdefault("acl", "public-read")
     options.setdefault("cache_control", CACHE)

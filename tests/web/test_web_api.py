@@ -236,7 +236,8 @@ def test_retry_runs_the_flow_in_the_web_process_and_records_progress(
     settings: Settings, clip: Callable[[str, str], Path]
 ) -> None:
     store = JobStore(settings.database_url)
-    source = clip("moov_at_end", "web/Camera Roll é.mp4")
+    # QuickTime with PCM: ffmpeg remuxes it, with progress (the in-process move has none).
+    source = clip("mov_pcm", "web/Camera Roll é.MOV")
     job = store.add_job(str(source), "videos/Camera Roll é.mp4", JobStatus.FAILED)
     assert job.id is not None
     with web_client(LocalRetryQueue(workers=2), prefect_ui_url=PREFECT_UI) as client:

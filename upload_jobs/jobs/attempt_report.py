@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from upload_jobs.media.streaming import StreamingPath
+
 
 @dataclass
 class AttemptReport:
@@ -17,9 +19,17 @@ class AttemptReport:
     uploaded_size_bytes: int | None = None
     optimized: bool = False
     fallback_reason: str | None = None
+    optimization_path: str | None = None
+    optimization_path_reason: str | None = None
     cdn_purge: str | None = None
     cdn_purge_detail: str | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
+
+    def record_choice(self, path: StreamingPath, reason: str | None) -> None:
+        """How the upload was made stream-ready, and why (a fallback's reason is its failure)."""
+        self.optimized = path.streams
+        self.optimization_path, self.optimization_path_reason = path, reason
+        self.fallback_reason = reason if path is StreamingPath.FALLBACK_ORIGINAL else None
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

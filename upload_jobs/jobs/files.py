@@ -8,6 +8,7 @@ from pathlib import Path
 
 from upload_jobs.errors import SourceEmpty, SourceMissing, SourceNotVideo, SourceUnreadable
 from upload_jobs.media.mp4 import starts_like_mp4
+from upload_jobs.storage.upload_body import UploadBody
 
 MEGABYTE = 1024 * 1024
 
@@ -44,9 +45,10 @@ def _unreadable(path: str | Path, exc: OSError) -> SourceUnreadable:
     return SourceUnreadable(f"Original video file cannot be read: {path} ({exc.strerror})")
 
 
-def file_size_bytes(path: str | Path) -> int:
-    """The size of the file about to be uploaded."""
-    return Path(path).stat().st_size
+def upload_size_bytes(body: UploadBody) -> int:
+    """The size of what is about to be uploaded; `SourceChanged` if its file changed since."""
+    body.check_unchanged()
+    return body.size
 
 
 def format_megabytes(size_bytes: int) -> str:

@@ -90,6 +90,10 @@ class UploadAttempt(SQLModel, table=True):
     optimized: bool = Field(default=False, nullable=False)
     optimization_preset: str | None = Field(default=None, sa_column=Column(String(16)))
     fallback_reason: str | None = Field(default=None, sa_column=Column(Text))
+    # How the upload was made stream-ready (media.streaming.StreamingPath) and why not a cheaper
+    # way: already_ready, moved_in_process, ffmpeg_remux (with the reason), fallback_original.
+    optimization_path: str | None = Field(default=None, sa_column=Column(String(24)))
+    optimization_path_reason: str | None = Field(default=None, sa_column=Column(Text))
     skipped_existing_object: bool = Field(default=False, nullable=False)
     error: str | None = Field(default=None, sa_column=Column(Text))
     error_kind: str | None = Field(default=None, sa_column=Column(String(32)))
@@ -98,6 +102,10 @@ class UploadAttempt(SQLModel, table=True):
     # Written before the transfer starts: a run that dies after uploading leaves this behind,
     # and reconcile recognises its object by it (with uploaded_size_bytes and optimized).
     upload_sha256: str | None = Field(default=None, sa_column=Column(String(64)))
+    # Written before the first part: a later attempt sending the same bytes (same sha256 and
+    # size) resumes this multipart upload, and the sweep leaves it alone while it may.
+    multipart_upload_id: str | None = Field(default=None, sa_column=Column(Text))
+    multipart_part_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     # When the upload replaced the job's earlier object: whether the CDN was told to forget it.
     cdn_purge: str | None = Field(default=None, sa_column=Column(String(16)))
     cdn_purge_detail: str | None = Field(default=None, sa_column=Column(Text))

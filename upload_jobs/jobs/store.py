@@ -1,5 +1,5 @@
 """The job table's operations: add, read, claim and lease (`claims`), record outcomes
-(`outcomes`), progress and upload intents."""
+(`outcomes`), multipart uploads kept for a resume (`resumable`), progress and upload intents."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.live_progress import ProgressUpdate
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.jobs.outcomes import JobOutcomes
+from upload_jobs.jobs.resumable import ResumableUploads
 
 
-class JobStore(JobClaims, JobOutcomes):
+class JobStore(JobClaims, JobOutcomes, ResumableUploads):
     """Jobs and attempts in the database at `database_url`."""
 
     def add_job(

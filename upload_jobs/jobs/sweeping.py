@@ -35,6 +35,7 @@ class SweepReport:
     flow_runs_started: dict[int, str] = field(default_factory=dict)
     stopped_early: str | None = None
     aborted_multipart_uploads: int = 0
+    kept_multipart_uploads: int = 0
     removed_temp_files: int = 0
 
     def rows(self) -> list[dict[str, Any]]:
@@ -61,6 +62,13 @@ class SweepReport:
             {
                 "outcome": "stale multipart uploads aborted",
                 "jobs": self.aborted_multipart_uploads,
+                "job_ids": "",
+            }
+        )
+        rows.append(
+            {
+                "outcome": "multipart uploads kept for a resume",
+                "jobs": self.kept_multipart_uploads,
                 "job_ids": "",
             }
         )

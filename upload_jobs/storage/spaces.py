@@ -26,7 +26,15 @@ from upload_jobs.storage.failures import (
     classify_upload_error,
 )
 from upload_jobs.storage.ownership import OWNER_METADATA_KEY, KeyOwner, holder_of, key_conflict
-from upload_jobs.storage.transfer import MIN_PART_BYTES, ConditionRefused, MiB, Transfer, error_code
+from upload_jobs.storage.resume import (
+    MIN_PART_BYTES,
+    BodyDigests,
+    MiB,
+    MultipartUpload,
+    digests_of,
+)
+from upload_jobs.storage.transfer import ConditionRefused, SentParts, Transfer, error_code
+from upload_jobs.storage.upload_body import UploadBody
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,6 +56,9 @@ class UploadResult:
     multipart: bool
     skipped_existing: bool
     replaced: bool = False
+    # A resumed multipart upload: the parts an earlier try had stored, and the bytes this one sent.
+    parts_kept: int = 0
+    bytes_sent: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,27 +111,35 @@ def find_existing_object(client: S3Client, bucket: str, key: str) -> ExistingObj
 def upload_video(
     client: S3Client,
     bucket: str,
-    path: Path,
+    source: Path | UploadBody,
     key: str,
     *,
     owner: KeyOwner,
     acl: str,
     cache_control: str,
-    sha256: str | None = None,
+    digests: BodyDigests | None = None,
     multipart_threshold: int = 64 * MiB,
     chunk_size: int = 16 * MiB,
     concurrency: int = 4,
     on_progress: Callable[[int], None] | None = None,
+    resume: MultipartUpload | None = None,
+    on_multipart_started: Callable[[MultipartUpload], bool] | None = None,
 ) -> UploadResult:
-    """Uploads `path` as `key` for `owner` (one PUT, or multipart from `multipart_threshold`) and
-    verifies it; `KeyConflict`, and nothing written, when the key holds another's object.
+    """Uploads `source` (a file, or a body made of pieces of one) as `key` for `owner` (one PUT,
+    or multipart from `multipart_threshold`) and verifies it; `KeyConflict`, and nothing written,
+    when the key holds another's object.
 
-    Skips the transfer when the same bytes are already there; an empty `acl` sends no ACL.
+    Skips the transfer when the same bytes are already there; an empty `acl` sends no ACL. A
+    multipart upload continues `resume` when it was started for the same bytes;
+    `on_multipart_started` sees the upload before its first part and says whether it recorded it
+    for a later try (only a recorded upload is kept when a retry may finish it).
     """
     if chunk_size < MIN_PART_BYTES:
         raise ValueError(f"chunk_size must be at least {MIN_PART_BYTES} bytes (S3 part minimum)")
-    size = path.stat().st_size
-    sha256 = sha256 or file_sha256(path)
+    body = source if isinstance(source, UploadBody) else UploadBody.of_file(source)
+    size = body.size
+    digests = digests or digests_of(body)
+    sha256 = digests.sha256
     existing = find_existing_object(client, bucket, key)
     if existing is not None and not owner.owns(existing):
         raise key_conflict(existing, bucket, owner)
@@ -136,13 +155,16 @@ def upload_video(
     headers |= {"ACL": acl} if acl else {}
     # Written only if the key is still as the HEAD saw it: empty, or this very object of ours.
     condition = {"IfNoneMatch": "*"} if existing is None else {"IfMatch": f'"{existing.etag}"'}
-    transfer = Transfer(client, bucket, key, path, size, headers, on_progress, condition)
+    transfer = Transfer(client, bucket, key, body, headers, on_progress, condition)
     multipart = size >= multipart_threshold
-    logger.info("Uploading %s to %s (%d bytes, multipart=%s)", path, transfer, size, multipart)
+    logger.info("Uploading %s to %s (%d bytes, multipart=%s)", body, transfer, size, multipart)
+    sent = SentParts(1, 0, size)
     try:
         with classified_upload_errors(bucket):
             if multipart:
-                transfer.multipart(chunk_size, max(1, concurrency))
+                sent = transfer.multipart(
+                    chunk_size, max(1, concurrency), digests, resume, on_multipart_started
+                )
             else:
                 transfer.put()
     except ConditionRefused:
@@ -151,7 +173,7 @@ def upload_video(
     logger.info("Uploaded %s (%d bytes, ETag %s)", transfer, size, stored.etag)
     return UploadResult(
         key, size, stored.etag, sha256, multipart, skipped_existing=False,
-        replaced=existing is not None,
+        replaced=existing is not None, parts_kept=sent.kept, bytes_sent=sent.bytes_sent,
     )  # fmt: skip
 
 
@@ -211,29 +233,54 @@ def list_open_multipart_uploads(
         ]
 
 
+@dataclass(frozen=True)
+class MultipartCleanup:
+    """What a clean-up of open multipart uploads did: aborted, and left for a job to resume."""
+
+    aborted: int
+    kept_for_resume: int
+
+
 def abort_stale_multipart_uploads(
-    client: S3Client, bucket: str, older_than: timedelta, prefix: str = ""
-) -> int:
-    """Aborts open multipart uploads started more than `older_than` ago; returns how many."""
+    client: S3Client,
+    bucket: str,
+    older_than: timedelta,
+    prefix: str = "",
+    *,
+    keep: frozenset[str] = frozenset(),
+    finished: frozenset[str] = frozenset(),
+) -> MultipartCleanup:
+    """Aborts open multipart uploads started more than `older_than` ago, and at once those in
+    `finished` (their job is done with them); those in `keep` are left for their job's next try."""
     cutoff = datetime.now(UTC) - older_than
-    aborted = 0
+    aborted = kept = 0
     for upload in list_open_multipart_uploads(client, bucket, prefix):
         key, upload_id, initiated = upload["Key"], upload["UploadId"], upload["Initiated"]
-        if initiated is None or initiated > cutoff:
+        if upload_id in keep:
+            kept += 1
             continue
-        with classified_upload_errors(bucket):
-            try:
-                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            except bce.ClientError as exc:
-                if error_code(exc) != NO_SUCH_UPLOAD:  # already gone is what we wanted
-                    error = classify_upload_error(exc, bucket=bucket)
-                    logger.warning("Could not abort stale upload of s3://%s/%s: %s", bucket, key,
-                                   error)  # fmt: skip
-                continue
-        aborted += 1
-        logger.info("Aborted stale multipart upload %s of s3://%s/%s (started %s)",
-                    upload_id, bucket, key, initiated.isoformat())  # fmt: skip
-    return aborted
+        if upload_id not in finished and (initiated is None or initiated > cutoff):
+            continue
+        if _abort(client, bucket, key, upload_id):
+            aborted += 1
+            started = initiated.isoformat() if initiated else "at an unknown time"
+            logger.info("Aborted stale multipart upload %s of s3://%s/%s (started %s)",
+                        upload_id, bucket, key, started)  # fmt: skip
+    return MultipartCleanup(aborted, kept)
+
+
+def _abort(client: S3Client, bucket: str, key: str, upload_id: str) -> bool:
+    """Abort one multipart upload; False (logged) when the endpoint would not."""
+    with classified_upload_errors(bucket):
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except bce.ClientError as exc:
+            if error_code(exc) != NO_SUCH_UPLOAD:  # already gone is what we wanted
+                error = classify_upload_error(exc, bucket=bucket)
+                logger.warning("Could not abort stale upload of s3://%s/%s: %s", bucket, key,
+                               error)  # fmt: skip
+            return False
+    return True
 
 
 def check_bucket_access(client: S3Client, bucket: str) -> None:

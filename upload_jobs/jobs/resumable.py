@@ -1,0 +1,125 @@
+"""The multipart uploads attempts leave open on purpose: recorded before their first part, found
+again by the job's next attempt, and told apart from leftovers by the sweep's clean-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.models import (
+    AttemptOutcome,
+    JobStatus,
+    UploadAttempt,
+    UploadJob,
+    as_utc,
+    utcnow,
+)
+from upload_jobs.jobs.table import JobTable
+from upload_jobs.storage.resume import MultipartUpload
+
+
+@dataclass(frozen=True)
+class RecordedUpload:
+    """A multipart upload an attempt recorded, and whether its job may still resume it."""
+
+    upload_id: str
+    job_id: int
+    resumable: bool
+    # When the attempt that recorded it started (S3's own `Initiated` is not always kept: moto
+    # reports 2010-11-10 for every upload).
+    recorded_at: datetime | None
+
+    def recorded_within(self, age: timedelta) -> bool:
+        """Whether it was recorded less than `age` ago (unknown: it was not)."""
+        return self.recorded_at is not None and self.recorded_at > utcnow() - age
+
+
+class ResumableUploads(JobTable):
+    """Multipart uploads on the attempt rows."""
+
+    def record_multipart_upload(self, attempt_id: int, upload: MultipartUpload) -> None:
+        """Note on a running attempt the multipart upload it is about to fill (and for which
+        bytes: `record_upload_intent` wrote their size and sha256 just before)."""
+        record = (
+            update(UploadAttempt)
+            .where(col(UploadAttempt.id) == attempt_id)
+            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+            .values(
+                multipart_upload_id=upload.upload_id,
+                multipart_part_bytes=upload.part_bytes,
+                uploaded_size_bytes=upload.size_bytes,
+                upload_sha256=upload.sha256,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            session.connection().execute(record)
+            session.commit()
+
+    def resumable_upload(self, job_id: int) -> MultipartUpload | None:
+        """The multipart upload the job's newest attempt with one left open, unless that attempt
+        completed (its upload became the object)."""
+        query = (
+            select(UploadAttempt)
+            .where(UploadAttempt.job_id == job_id)
+            .where(col(UploadAttempt.multipart_upload_id).is_not(None))
+            .order_by(col(UploadAttempt.id).desc())
+            .limit(1)
+        )
+        with session_for(self.database_url) as session:
+            attempt = session.exec(query).first()
+        if attempt is None or attempt.outcome == AttemptOutcome.COMPLETED:
+            return None
+        return _upload_of(attempt)
+
+    def recorded_uploads(self, max_attempts: int) -> dict[str, RecordedUpload]:
+        """Every multipart upload an attempt recorded, by upload id: resumable while it is its
+        job's newest and the job is not done (completed, or failed with no attempt left)."""
+        query = (
+            select(UploadAttempt, UploadJob)
+            .join(UploadJob, col(UploadJob.id) == col(UploadAttempt.job_id))
+            .where(col(UploadAttempt.multipart_upload_id).is_not(None))
+            .order_by(col(UploadAttempt.id))
+        )
+        with session_for(self.database_url) as session:
+            rows = list(session.exec(query).all())
+        newest = {attempt.job_id: attempt.multipart_upload_id for attempt, _ in rows}
+        return {
+            str(attempt.multipart_upload_id): RecordedUpload(
+                str(attempt.multipart_upload_id),
+                attempt.job_id,
+                resumable=newest[attempt.job_id] == attempt.multipart_upload_id
+                and attempt.outcome != AttemptOutcome.COMPLETED
+                and _may_run_again(job, max_attempts),
+                recorded_at=as_utc(attempt.started_at),
+            )
+            for attempt, job in rows
+        }
+
+
+def _may_run_again(job: UploadJob, max_attempts: int) -> bool:
+    if job.status in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
+        return True
+    return job.status == JobStatus.FAILED and job.attempts < max_attempts
+
+
+def _upload_of(attempt: UploadAttempt) -> MultipartUpload | None:
+    fields: Iterable[object] = (
+        attempt.multipart_upload_id,
+        attempt.multipart_part_bytes,
+        attempt.uploaded_size_bytes,
+        attempt.upload_sha256,
+    )
+    if any(value is None for value in fields):
+        return None
+    return MultipartUpload(
+        str(attempt.multipart_upload_id),
+        int(attempt.multipart_part_bytes or 0),
+        int(attempt.uploaded_size_bytes or 0),
+        str(attempt.upload_sha256),
+    )

@@ -7,6 +7,7 @@ import json
 import resource
 import runpy
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -19,6 +20,9 @@ def main() -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exit_:
         code = exit_.code
+    except Exception:  # a failing run (the resume case's first attempt) is still measured
+        traceback.print_exc()
+        code = 1
     # ru_maxrss is in KiB on Linux.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     exit_code = code if isinstance(code, int) else (0 if code is None else 1)

@@ -116,7 +116,11 @@ def _target(
         targets.append(("A writes 0 B to the work dir", written == 0))
     if not targets:
         return "-", True
-    return ", ".join(text for text, _ in targets), all(met for _, met in targets)
+    if len(targets) == 1:
+        return targets[0][0], targets[0][1]
+    # Several: each says whether it was met; the row's own verdict is all of them.
+    text = ", ".join(f"{target} ({'met' if met else 'NOT met'})" for target, met in targets)
+    return text, all(met for _, met in targets)
 
 
 def io_table(summaries: list[WorkloadSummary]) -> Table | None:

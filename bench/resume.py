@@ -86,6 +86,10 @@ def run_resume_case(env: BenchEnvironment, workload: Workload, variant: str) -> 
         proxy.fail_always(503, "SlowDown", kinds={"upload_part"}, min_part_number=refused_from)
         run_measured(command, child_env, run_dir, expected_exit=1)
         first = _stored_parts(proxy)
+        # The raw loop leaves its remuxed file behind when the upload fails; ffmpeg's -n would
+        # refuse to write it again.
+        for leftover in (run_dir / "work").iterdir():
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         proxy.clear_faults()
         proxy.reset_counts()
         second_run = run_measured(command, child_env, run_dir)

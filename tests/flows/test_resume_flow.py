@@ -19,6 +19,7 @@ from tests.support import mp4_files
 from tests.support.bucket_audit import kept_for_resume, open_parts
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.settings_env import multipart_in_parts_of, set_env, use_settings
 from upload_jobs.jobs.database import get_engine
 from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.jobs.store import JobStore
@@ -38,16 +39,9 @@ def parts_of_5_mib(
 ) -> Iterator[S3FaultProxy]:
     """Uploads in 5 MiB parts, one at a time, one task retry, through a fault proxy."""
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
-        for name, value in {
-            "UPLOAD_JOBS_ENDPOINT_URL": proxy.endpoint_url,
-            "UPLOAD_JOBS_S3_MAX_ATTEMPTS": "1",
-            "UPLOAD_JOBS_UPLOAD_RETRIES": "1",
-            "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-            "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
-            "UPLOAD_JOBS_UPLOAD_CONCURRENCY": "1",
-        }.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
+        set_env(monkeypatch, multipart_in_parts_of(5, concurrency=1))
+        use_settings(monkeypatch, endpoint_url=proxy.endpoint_url, s3_max_attempts="1",
+                     upload_retries="1")  # fmt: skip
         yield proxy
     get_settings.cache_clear()
 

@@ -37,6 +37,7 @@ from tests.support.bucket_audit import store_writes_per_key
 from tests.support.prefect_runs import runs_of
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
@@ -70,10 +71,7 @@ LEASE_SECONDS = 5
 UPLOAD_PART_HOLD_SECONDS = 60.0
 BIG_SOURCE_BYTES = 12 * MiB
 # Multipart from 5 MiB, in 5 MiB parts: the worker's run and the sweep's retry alike.
-PARTS_OF_5_MIB = {
-    "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-    "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
-}
+PARTS_OF_5_MIB = multipart_in_parts_of(5)
 
 
 def add_failed_job(store: JobStore, source: Path) -> int:
@@ -308,9 +306,7 @@ def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
 
     # The sweep's retry sends the same bytes in the same parts: it resumes the killed run's
     # multipart upload (recorded before its first part) instead of aborting it.
-    for name, value in PARTS_OF_5_MIB.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    set_env(monkeypatch, PARTS_OF_5_MIB)
     swept = time.monotonic()
     report = sweep_failed_uploads(mode=SweepMode.LOCAL, stale_multipart_hours=0)
     recovered = time.monotonic()

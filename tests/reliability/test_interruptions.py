@@ -25,10 +25,11 @@ from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import Outcome, kept_for_resume, open_parts, temp_files_left
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadJob, as_utc, utcnow
 from upload_jobs.jobs.store import JobStore
-from upload_jobs.settings import Settings, get_settings
+from upload_jobs.settings import Settings
 from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
@@ -36,11 +37,7 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_d
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 # Three parts of 5 MiB, one at a time, each held by the proxy: an upload that takes seconds.
-MULTIPART = {
-    "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-    "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
-    "UPLOAD_JOBS_UPLOAD_CONCURRENCY": "1",
-}
+MULTIPART = multipart_in_parts_of(5, concurrency=1)
 PART_HOLD_SECONDS = 1.5
 # ffmpeg reading its input at the video's own pace: the 2 s clip takes 2 s to remux.
 PACED_FFMPEG = r"""#!/usr/bin/env bash
@@ -320,9 +317,7 @@ def slow_uploads(
     settings: Settings, proxy: S3FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> S3FaultProxy:
     """This process and those it starts upload in parts through the proxy, which holds each."""
-    for name, value in {**MULTIPART, "UPLOAD_JOBS_ENDPOINT_URL": proxy.endpoint_url}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    set_env(monkeypatch, {**MULTIPART, "UPLOAD_JOBS_ENDPOINT_URL": proxy.endpoint_url})
     proxy.slow_always(PART_HOLD_SECONDS, kinds={"upload_part"})
     return proxy
 

@@ -22,6 +22,7 @@ from tests.support.bucket_audit import (
 from tests.support.fault_rules import Fault
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
@@ -56,12 +57,7 @@ def test_thirty_jobs_survive_a_fifth_of_requests_failing(
         store.add_job(str(path), f"videos/{n:02d}/{path.name}", JobStatus.FAILED).id: path
         for n, path in enumerate(sources)
     }
-    for name, value in {
-        "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-        "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
-        "UPLOAD_JOBS_UPLOAD_CONCURRENCY": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, multipart_in_parts_of(5, concurrency=2))
 
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
         mix = proxy.fail_randomly(FAULT_SHARE, seed=20261124, slow_seconds=1.0)

@@ -35,8 +35,8 @@ from tests.support.secret_sightings import (
     read_prefect_server,
     read_web,
     unreachable_database_url,
-    use_settings,
 )
+from tests.support.settings_env import use_settings
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore

@@ -13,7 +13,6 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -108,13 +107,6 @@ def prefect_console() -> Iterator[StringIO]:
     finally:
         for handler, file in files.items():
             handler.console.file = file
-
-
-def use_settings(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
-    """Set `UPLOAD_JOBS_*` variables (named without the prefix); the product re-reads them."""
-    for name, value in variables.items():
-        monkeypatch.setenv(f"UPLOAD_JOBS_{name.upper()}", value)
-    get_settings.cache_clear()
 
 
 def echoing_store_message(credentials: Credentials) -> str:

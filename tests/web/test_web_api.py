@@ -16,6 +16,7 @@ from sqlalchemy import insert
 from tests.flows.test_retry_flow import fault_proxy, media_and_s3_only  # noqa: F401
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_fault_proxy import S3FaultProxy
+from tests.support.settings_env import multipart_in_parts_of, set_env
 from tests.support.web_app import LOOPBACK_HEADERS, HeldRetryQueue, web_client
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
@@ -23,7 +24,7 @@ from upload_jobs.jobs.claims import new_lease_owner
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
 from upload_jobs.jobs.store import JobStore
-from upload_jobs.settings import Settings, get_settings
+from upload_jobs.settings import Settings
 from upload_jobs.web.retries import LocalRetryQueue
 
 MiB = 1024 * 1024
@@ -267,13 +268,7 @@ def test_a_running_upload_shows_its_bytes_on_the_page(
 ) -> None:
     # Random bytes: the remux fails fast and the 12 MiB original goes up in 5 MiB parts, one at
     # a time, each held 1.5 s by the proxy: long enough to watch.
-    for name, value in {
-        "UPLOAD_JOBS_MULTIPART_THRESHOLD_BYTES": str(5 * MiB),
-        "UPLOAD_JOBS_MULTIPART_CHUNK_BYTES": str(5 * MiB),
-        "UPLOAD_JOBS_UPLOAD_CONCURRENCY": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    set_env(monkeypatch, multipart_in_parts_of(5, concurrency=1))
     fault_proxy.slow_always(1.5, kinds={"upload_part"})
     source = tmp_path / "big.mp4"
     write_unfinished_recording(source, 12 * MiB)

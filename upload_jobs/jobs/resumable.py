@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
 from sqlmodel import col, select
 
 from upload_jobs.jobs.database import session_for
@@ -45,21 +44,13 @@ class ResumableUploads(JobTable):
     def record_multipart_upload(self, attempt_id: int, upload: MultipartUpload) -> None:
         """Note on a running attempt the multipart upload it is about to fill (and for which
         bytes: `record_upload_intent` wrote their size and sha256 just before)."""
-        record = (
-            update(UploadAttempt)
-            .where(col(UploadAttempt.id) == attempt_id)
-            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
-            .values(
-                multipart_upload_id=upload.upload_id,
-                multipart_part_bytes=upload.part_bytes,
-                uploaded_size_bytes=upload.size_bytes,
-                upload_sha256=upload.sha256,
-            )
-            .execution_options(synchronize_session=False)
+        self.update_running_attempt(
+            attempt_id,
+            multipart_upload_id=upload.upload_id,
+            multipart_part_bytes=upload.part_bytes,
+            uploaded_size_bytes=upload.size_bytes,
+            upload_sha256=upload.sha256,
         )
-        with session_for(self.database_url) as session:
-            session.connection().execute(record)
-            session.commit()
 
     def resumable_upload(self, job_id: int) -> MultipartUpload | None:
         """The multipart upload the job's newest attempt with one left open, unless that attempt

@@ -14,7 +14,7 @@ from upload_jobs.errors import JobInProgress, ObjectKeyTaken
 from upload_jobs.jobs.claims import CLAIMABLE_STATUSES, JobClaims, claim_refusal
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.live_progress import ProgressUpdate
-from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.jobs.outcomes import JobOutcomes
 from upload_jobs.jobs.resumable import ResumableUploads
 
@@ -118,37 +118,22 @@ class JobStore(JobClaims, JobOutcomes, ResumableUploads):
 
     def record_progress(self, attempt_id: int, progress: ProgressUpdate) -> None:
         """Store a running attempt's latest progress; a finished attempt is left as it ended."""
-        record = (
-            update(UploadAttempt)
-            .where(col(UploadAttempt.id) == attempt_id)
-            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
-            .values(
-                phase=progress.phase,
-                progress_percent=progress.percent,
-                bytes_done=progress.bytes_done,
-                bytes_total=progress.bytes_total,
-                progress_updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
+        self.update_running_attempt(
+            attempt_id,
+            phase=progress.phase,
+            progress_percent=progress.percent,
+            bytes_done=progress.bytes_done,
+            bytes_total=progress.bytes_total,
+            progress_updated_at=utcnow(),
         )
-        with session_for(self.database_url) as session:
-            session.connection().execute(record)
-            session.commit()
 
     def record_upload_intent(
         self, attempt_id: int, size_bytes: int, sha256: str, optimized: bool
     ) -> None:
         """Note on a running attempt which file it is about to upload (size, sha256, optimized)."""
-        record = (
-            update(UploadAttempt)
-            .where(col(UploadAttempt.id) == attempt_id)
-            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
-            .values(uploaded_size_bytes=size_bytes, upload_sha256=sha256, optimized=optimized)
-            .execution_options(synchronize_session=False)
+        self.update_running_attempt(
+            attempt_id, uploaded_size_bytes=size_bytes, upload_sha256=sha256, optimized=optimized
         )
-        with session_for(self.database_url) as session:
-            session.connection().execute(record)
-            session.commit()
 
     def upload_sha256s(self, job_id: int) -> frozenset[str]:
         """The sha256 of every file the job's attempts set out to upload."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col
+
 from upload_jobs.errors import JobNotFound
 from upload_jobs.jobs.database import session_for
-from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.models import AttemptOutcome, UploadAttempt, UploadJob
 
 
 class JobTable:
@@ -20,3 +25,16 @@ class JobTable:
         if job is None:
             raise JobNotFound(job_id)
         return job
+
+    def update_running_attempt(self, attempt_id: int, **values: Any) -> None:
+        """Set columns of an attempt that is still running; a finished one is left as it ended."""
+        record = (
+            update(UploadAttempt)
+            .where(col(UploadAttempt.id) == attempt_id)
+            .where(col(UploadAttempt.outcome) == AttemptOutcome.RUNNING)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            session.connection().execute(record)
+            session.commit()

@@ -49,7 +49,7 @@ DEMO_VIDEOS = [
         lambda p, f: samples.make_moov_at_end_mp4(p, ffmpeg=f),
         JobStatus.COMPLETED,
         True,
-        "H.264/AAC, index at the end: remuxed to faststart",
+        "H.264/AAC, index at the end: index moved to the front in process (no ffmpeg)",
     ),
     DemoVideo(
         "recordings/already-faststart.mp4",
@@ -63,7 +63,7 @@ DEMO_VIDEOS = [
         lambda p, f: samples.make_mov_with_pcm_audio(p, ffmpeg=f),
         JobStatus.COMPLETED,
         True,
-        "QuickTime with PCM audio: audio re-encoded to AAC",
+        "QuickTime with PCM audio: remuxed by ffmpeg, audio re-encoded to AAC",
     ),
     DemoVideo(
         "recordings/truncated.mp4",

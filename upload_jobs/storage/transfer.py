@@ -153,10 +153,9 @@ class Transfer:
         recorded = on_started is not None and on_started(upload)
         spans = upload.parts()
         missing = [span for span in spans if span.number not in kept]
+        sent = sum(span.length for span in missing)
         try:
-            parts = self._send_parts(upload, missing, concurrency, sum(
-                span.length for span in spans if span.number in kept
-            ))  # fmt: skip
+            parts = self._send_parts(upload, missing, concurrency, already=self.body.size - sent)
             parts += [{"PartNumber": number, "ETag": f'"{etag}"'} for number, etag in kept.items()]
             parts.sort(key=lambda part: part.get("PartNumber", 0))
             # The check that counts is at completion: the object appears only then.
@@ -175,7 +174,6 @@ class Transfer:
             else:
                 self._abort_quietly(upload.upload_id)
             raise
-        sent = sum(span.length for span in missing)
         return SentParts(len(spans), len(kept), sent)
 
     def _resumed(

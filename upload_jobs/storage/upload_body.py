@@ -16,10 +16,11 @@ import bisect
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from upload_jobs.errors import SourceChanged
 
@@ -104,17 +105,9 @@ class UploadBody:
             raise ValueError(f"bytes {offset}+{length} are outside a body of {self.size}")
         return BodyReader(self, offset, length)
 
-    def sha256(self, on_bytes: Callable[[int], None] | None = None) -> str:
-        """Hex SHA-256 of the whole body; `on_bytes` sees how many bytes were hashed so far."""
-        digest = hashlib.sha256()
-        done = 0
-        with self.open() as reader:
-            for block in reader.blocks(HASH_BLOCK_BYTES):
-                digest.update(block)
-                done += len(block)
-                if on_bytes is not None:
-                    on_bytes(done)
-        return digest.hexdigest()
+    def sha256(self) -> str:
+        """Hex SHA-256 of the whole body."""
+        return self._hexdigest(hashlib.sha256(), 0, self.size)
 
     def sha256_and_md5s(self, part_bytes: int) -> tuple[str, tuple[str, ...]]:
         """The body's SHA-256 and the MD5 of each `part_bytes` piece of it, in one read."""
@@ -133,11 +126,13 @@ class UploadBody:
 
     def md5(self, offset: int, length: int) -> str:
         """Hex MD5 of `length` bytes from `offset`: S3's ETag of a part holding them."""
-        digest = hashlib.md5(usedforsecurity=False)
+        return self._hexdigest(hashlib.md5(usedforsecurity=False), offset, length)
+
+    def _hexdigest(self, digest: Any, offset: int, length: int) -> str:
         with self.open(offset, length) as reader:
             for block in reader.blocks(HASH_BLOCK_BYTES):
                 digest.update(block)
-        return digest.hexdigest()
+        return str(digest.hexdigest())
 
     def check_unchanged(self, stat: os.stat_result | None = None) -> None:
         """`SourceChanged` unless the file (`stat` of it, else as it is now) is the one the body

@@ -19,17 +19,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: `upload_jobs` from this checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from upload_jobs.media.faststart import plan_faststart  # noqa: E402
-from upload_jobs.media.mp4 import read_layout  # noqa: E402
+from upload_jobs.media.faststart import FaststartRefused, plan_faststart  # noqa: E402
+from upload_jobs.media.mp4 import NotAnMp4, read_layout  # noqa: E402
 from upload_jobs.media.remux import resolve_ffmpeg  # noqa: E402
+from upload_jobs.storage.upload_body import UploadBody  # noqa: E402
 
 DEFAULT_VIDEO = REPO_ROOT / "bench" / ".work" / "workloads" / "W3" / "w3-000.mp4"
 PIPE_CHUNK = 1 << 20
 
 
-def packet_lines(ffmpeg: str, input_args: list[str], feed: Path | None = None) -> list[bytes]:
-    """framemd5's packet lines for the input (headers dropped); with `feed`, that file's moved
-    body is written to ffmpeg's stdin."""
+def packet_lines(ffmpeg: str, input_args: list[str], feed: UploadBody | None = None) -> list[bytes]:
+    """framemd5's packet lines for the input (headers dropped); `feed` is written to ffmpeg's
+    stdin."""
     command = [ffmpeg, "-v", "error", *input_args, "-map", "0", "-c", "copy", "-f", "framemd5", "-"]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     output: list[bytes] = []
@@ -37,8 +38,7 @@ def packet_lines(ffmpeg: str, input_args: list[str], feed: Path | None = None) -
     reader.start()
     assert process.stdin is not None
     if feed is not None:
-        body = plan_faststart(feed, read_layout(feed)).body
-        with body.open(0, body.size) as moved:
+        with feed.open() as moved:
             while chunk := moved.read(PIPE_CHUNK):
                 process.stdin.write(chunk)
     process.stdin.close()
@@ -51,10 +51,21 @@ def packet_lines(ffmpeg: str, input_args: list[str], feed: Path | None = None) -
 def main() -> int:
     """Compare the source's packets with those of its moved body read from a pipe."""
     video = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_VIDEO
+    if not video.is_file():
+        hint = (
+            " (`uv run python bench/run.py --workloads W3` makes it)" if len(sys.argv) < 2 else ""
+        )
+        print(f"{video} is not a file{hint}; or name a video: bench/faststart_proof.py VIDEO")
+        return 2
     ffmpeg = resolve_ffmpeg()
     started = time.perf_counter()
+    try:
+        body = plan_faststart(video, read_layout(video)).body
+    except (FaststartRefused, NotAnMp4) as refused:
+        print(f"{video.name}: not moved in process: {refused}")
+        return 1
     source = packet_lines(ffmpeg, ["-i", f"file:{video}"])
-    moved = packet_lines(ffmpeg, ["-f", "mp4", "-i", "pipe:0"], feed=video)
+    moved = packet_lines(ffmpeg, ["-f", "mp4", "-i", "pipe:0"], feed=body)
     same = source == moved
     print(
         f"{video.name}: {video.stat().st_size} bytes, {len(source)} packets in the source, "

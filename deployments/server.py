@@ -25,6 +25,11 @@ LOCAL_HEALTH_TIMEOUT_SECONDS = 0.5
 # database: 30-60 s on a busy 2-core machine, where Prefect's own default (20 s) ran out.
 TEMPORARY_SERVER_STARTUP_SECONDS = 180
 STARTUP_TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+# Its SQLite waits this long for a lock (Prefect's default, 10 s, is also SQLite's busy timeout):
+# on a first start during a disk stall the server's own services hit "database is locked" and
+# printed tracebacks into a cold demo (seen once in four here; PrefectHQ/prefect#15170).
+TEMPORARY_SERVER_DATABASE_TIMEOUT_SECONDS = 60
+DATABASE_TIMEOUT_VARIABLE = "PREFECT_SERVER_DATABASE_TIMEOUT"
 TEMPORARY_SERVER_NOTICE = (
     "Starting a temporary Prefect server for this command (the first start on this machine "
     "creates its database and takes up to a minute; later ones a few seconds). To skip it, "
@@ -145,6 +150,8 @@ def start_temporary_server(
         return PrefectServer(server.api_url, ServerOrigin.TEMPORARY)
     # Offline, the temporary server's telemetry only prints errors; a profile may turn it on.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not {DATABASE_TIMEOUT_VARIABLE, "PREFECT_API_DATABASE_TIMEOUT"} & os.environ.keys():
+        os.environ[DATABASE_TIMEOUT_VARIABLE] = str(TEMPORARY_SERVER_DATABASE_TIMEOUT_SECONDS)
     timeout = _startup_timeout()
     with announce(TEMPORARY_SERVER_NOTICE):
         try:

@@ -3,11 +3,13 @@ answer, one already running on this machine, none at all; and the commands that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -163,3 +165,37 @@ def test_every_day_commands_do_not_import_prefect(
     imported, code = report.removeprefix("IMPORTED ").split(" EXIT ")
     assert code in ("0", "None"), done.stdout + done.stderr
     assert set(filter(None, imported.split(","))) <= allowed, report
+
+
+class _StartedServer:
+    """Stands in for Prefect's SubprocessASGIServer: notes the environment its process would get."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def __init__(self) -> None:
+        self.running = False
+        self.api_url = "http://127.0.0.1:1/api"
+
+    def start(self, timeout: int) -> None:
+        self.seen.append(os.environ.get("PREFECT_SERVER_DATABASE_TIMEOUT"))
+
+
+@pytest.mark.parametrize("users_own", [None, "7"], ids=["unset", "set by the user"])
+def test_the_temporary_server_waits_out_a_locked_sqlite_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, users_own: str | None
+) -> None:
+    import prefect.server.api.server
+
+    from deployments.server import start_temporary_server
+
+    for name in ("PREFECT_SERVER_DATABASE_TIMEOUT", "PREFECT_API_DATABASE_TIMEOUT"):
+        monkeypatch.setenv(name, "placeholder")  # restored (removed) after the test
+        monkeypatch.delenv(name)
+    if users_own is not None:
+        monkeypatch.setenv("PREFECT_API_DATABASE_TIMEOUT", users_own)
+    monkeypatch.setattr(prefect.server.api.server, "SubprocessASGIServer", _StartedServer)
+    _StartedServer.seen = []
+
+    start_temporary_server(lambda notice: contextlib.nullcontext())
+
+    assert _StartedServer.seen == (["60"] if users_own is None else [None])

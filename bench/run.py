@@ -43,6 +43,7 @@ from upload_jobs.settings import get_settings  # noqa: E402
 from upload_jobs.storage.spaces import ensure_bucket, make_s3_client  # noqa: E402
 
 WARM_UP_JOBS = 2
+WARM_UP_WORKLOAD = "W2"
 SIDES = (PROJECT, BASELINE)
 
 
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print("Compiling bytecode once, as `uv sync --compile-bytecode` would")
     _compile_bytecode()
     ffmpeg = resolve_ffmpeg()
-    ensure_workloads(workloads, root / "workloads", ffmpeg, console.print)
+    # The warm-up runs on W2's small files, whichever workloads are measured.
+    needed = list({w.name: w for w in [WORKLOADS[WARM_UP_WORKLOAD], *workloads]}.values())
+    ensure_workloads(needed, root / "workloads", ffmpeg, console.print)
     link = Link(arguments.link_mbit, arguments.link_rtt_ms) if arguments.link_mbit else None
     results: list[RunResult] = []
     traced: list[RunResult] = []
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"Local S3 server {endpoint}, Prefect server {api_url}")
         console.print("Warm-up runs (not counted): A and B on 2 small jobs")
         for variant in SIDES:
-            run_once(env, variant, WORKLOADS["W2"], 0, WARM_UP_JOBS)
+            run_once(env, variant, WORKLOADS[WARM_UP_WORKLOAD], 0, WARM_UP_JOBS)
         for workload in workloads:
             # The first pass over a workload's files pays for reading them from disk and for
             # the S3 server's first allocations: not what either side costs.

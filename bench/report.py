@@ -124,30 +124,28 @@ def _target(
 
 
 def io_table(summaries: list[WorkloadSummary]) -> Table | None:
-    """Bytes per job read from the sources and written to and read from the work dir, in MB
-    and as a multiple of the file's size; None when no run was traced."""
+    """Bytes per job read from the sources and written to and read from the work dir, as a
+    multiple of the file's size (given in MB); None when no run was traced."""
     traced = [s for s in summaries if s.io_per_job_a or s.io_per_job_b]
     if not traced:
         return None
-    table = Table(title="I/O per job, one run of each under strace (not timed)")
+    table = Table(title="I/O per job, times the file's size; one run of each under strace")
     table.add_column("workload")
+    table.add_column("file", justify="right")
     for side in (PROJECT, BASELINE):
         for place in IO_PLACES:
             table.add_column(f"{side}: {place}", justify="right")
     for s in traced:
-        table.add_row(s.workload, *_io_cells(s))
+        table.add_row(*_io_cells(s))
     return table
 
 
 def _io_cells(s: WorkloadSummary) -> list[str]:
-    cells = []
+    cells = [s.workload, f"{s.source_bytes_per_job / MB:.0f} MB"]
     for per_job in (s.io_per_job_a, s.io_per_job_b):
         for place in IO_PLACES:
             value = per_job.get(place)
-            if value is None:
-                cells.append("-")
-            else:
-                cells.append(f"{value / MB:.0f} MB ({value / s.source_bytes_per_job:.2f}x)")
+            cells.append("-" if value is None else f"{value / s.source_bytes_per_job:.2f}x")
     return cells
 
 
@@ -279,8 +277,8 @@ def _markdown(
     lines += ["", "Each run's wall time (s):", ""]
     lines += [f"- {s.workload}: A {s.walls_a}, B {s.walls_b}" for s in summaries]
     if io := io_table(summaries):
-        lines += ["", f"{io.title}, bytes per job (x: times the file's size):", ""]
-        lines += _markdown_table(io, [[s.workload, *_io_cells(s)] for s in summaries])
+        lines += ["", f"{io.title}:", ""]
+        lines += _markdown_table(io, [_io_cells(s) for s in summaries])
     if resumes:
         resume = resume_table(resumes)
         lines += ["", f"{resume.title}:", ""]
@@ -302,8 +300,8 @@ def resume_table(resumes: list[ResumeResult]) -> Table:
     """What each side sent of an upload refused from 80 % of its parts on, and what the next
     attempt sent again."""
     table = Table(title="An upload refused from 80 % of its parts on, then the next attempt")
-    headers = ["side", "file", "part", "refused from part", "1st attempt sent", "2nd sent",
-               "parts sent twice", "2nd attempt", "target"]  # fmt: skip
+    headers = ["side", "file", "part", "refused from", "1st sent", "2nd sent", "parts twice",
+               "2nd took", f"target: <= {MAX_PARTS_SENT_TWICE} twice"]  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("side", "target") else "right")
     for r in resumes:
@@ -315,7 +313,7 @@ def _resume_cells(r: ResumeResult) -> list[str]:
     target = "-"
     if r.variant == PROJECT:
         met = r.parts_sent_twice <= MAX_PARTS_SENT_TWICE
-        target = f"parts sent twice <= {MAX_PARTS_SENT_TWICE}: {'met' if met else 'NOT met'}"
+        target = "met" if met else "NOT met"
     return [
         f"{r.variant} {r.workload}",
         f"{r.size_bytes / MB:.0f} MB",

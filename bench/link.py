@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CHUNK_BYTES = 64 * 1024
@@ -63,6 +64,8 @@ class LinkProxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.port = 0
+        # Bytes delivered to clients so far (HTTP headers included): what a browser fetched.
+        self.bytes_to_clients = 0
 
     def start(self) -> LinkProxy:
         """Listen on a free port (in `port` on return) and forward until the process exits."""
@@ -93,12 +96,19 @@ class LinkProxy:
         delay = self._link.rtt_ms / 2000
         await asyncio.gather(
             _carry(client_reader, server_writer, delay, up),
-            _carry(server_reader, client_writer, delay, down),
+            _carry(server_reader, client_writer, delay, down, self._delivered),
         )
+
+    def _delivered(self, size: int) -> None:
+        self.bytes_to_clients += size
 
 
 async def _carry(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, bandwidth: _Bandwidth
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    delay: float,
+    bandwidth: _Bandwidth,
+    on_delivered: Callable[[int], None] | None = None,
 ) -> None:
     """Copy one direction, each chunk held `delay` seconds and paced by `bandwidth`."""
     loop = asyncio.get_running_loop()
@@ -120,6 +130,8 @@ async def _carry(
             await bandwidth.take(len(data))
             writer.write(data)
             await writer.drain()
+            if on_delivered is not None:
+                on_delivered(len(data))
     except ConnectionError:
         pass
     finally:

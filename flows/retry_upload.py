@@ -74,9 +74,10 @@ def _steps_holding(
                 return_state=True,
             )
             choice = choose_upload_file(claim.source_path, optimization)
-            report.record_choice(choice.path, choice.reason)
+            report.record_choice(choice.path, choice.reason, choice.fallback_kind)
         with report.step("measure_file_size"):
-            report.uploaded_size_bytes = measure_file_size(choice.body)
+            measured = measure_file_size(claim.source_path, choice.body)
+            report.record_measurement(measured)
         with report.step("upload_to_spaces"):
             uploaded = upload_task_for(settings)(
                 choice.body, claim.object_key, claim.progress_target, choice.optimized

@@ -76,6 +76,8 @@ class UploadChoice:
     body: UploadBody
     path: StreamingPath
     reason: str | None
+    # For a fallback: the failure's kind (`OptimizationFailed.fallback_kind`).
+    fallback_kind: str | None = None
 
     @property
     def optimized(self) -> bool:
@@ -97,4 +99,6 @@ def choose_upload_file(source_path: str, optimization: State) -> UploadChoice:
         body = UploadBody.of_file(Path(source_path))
     except FileNotFoundError:
         raise SourceMissing(source_path) from None
-    return UploadChoice(body, StreamingPath.FALLBACK_ORIGINAL, reason)
+    # An unexpected exception (a bug, not bad media) is counted apart from the media's failures.
+    kind = getattr(error, "fallback_kind", "internal")
+    return UploadChoice(body, StreamingPath.FALLBACK_ORIGINAL, reason, kind)

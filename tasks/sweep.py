@@ -18,6 +18,7 @@ from upload_jobs.jobs.leases import take_back_if_gone
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.reconcile import ReconcileScope, reconcile_jobs
 from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.streaming_stats import completed_startups, startup_lines
 from upload_jobs.jobs.sweeping import SweepReport, remove_stale_temp_files
 from upload_jobs.settings import get_settings
 from upload_jobs.storage import spaces
@@ -185,4 +186,8 @@ def publish_sweep_report(report: SweepReport) -> None:
     lines += [f"- **{row['outcome']}**: {row['jobs']}" for row in report.rows() if row["jobs"]]
     if report.stopped_early:
         lines += ["", f"**Stopped early**: {report.stopped_early}"]
+    if report.completed:
+        startups = completed_startups(get_settings().database_url, report.completed)
+        lines += ["", "## Startup cost (bytes a player reads before the first frame)", ""]
+        lines += startup_lines(startups)
     create_markdown_artifact(key="sweep-summary", markdown="\n".join(lines))

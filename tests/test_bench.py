@@ -17,6 +17,7 @@ from bench.report import summarize, write_results
 from bench.resume import ResumeResult
 from bench.runs import BASELINE, PROJECT, RunResult
 from bench.workloads import WORKLOADS
+from tests.support.browser import needs_chromium
 from upload_jobs.settings import Settings
 from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import make_s3_client
@@ -159,3 +160,28 @@ def test_the_emulated_link_carries_s3_requests_no_faster_than_its_bandwidth(
         assert client.get_object(Bucket="link", Key="clip.mp4")["Body"].read() == body
     # A lower bound only: the body cannot cross faster than the link's bandwidth allows.
     assert elapsed >= len(body) / link.bytes_per_second
+
+
+@needs_chromium
+def test_the_startup_benchmark_starts_both_files_in_chromium(tmp_path: Path) -> None:
+    results_dir = tmp_path / "results"
+    command = [
+        sys.executable, str(REPO_ROOT / "bench" / "startup.py"),
+        "--minutes", "0.1", "--rounds", "1", "--link-mbit", "50", "--link-rtt-ms", "20",
+        "--work-dir", str(tmp_path / "work"), "--results-dir", str(results_dir),
+    ]  # fmt: skip
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    results = json.loads((results_dir / "startup-results.json").read_text())
+    recording = results["recordings"]["0.1min"]
+    assert recording["path"] == "moved_in_process"
+    assert recording["model"]["original"]["range_requests"] == 3
+    assert recording["model"]["uploaded"]["range_requests"] == 1
+    uploaded = recording["median"]["uploaded"]
+    # The faststart upload starts from one request at byte 0, and its first frame is shown.
+    assert uploaded["requests_before_canplay"] == 1
+    assert recording["runs"]["uploaded"][0]["ranges_before_canplay"] == ["bytes=0-"]
+    assert 0 < uploaded["canplay_seconds"] <= uploaded["first_frame_seconds"]
+    assert recording["median"]["original"]["first_frame_seconds"] > 0
+    assert "| 0.1min | **original / uploaded** |" in (results_dir / "STARTUP.md").read_text()
+    assert (results_dir / "startup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

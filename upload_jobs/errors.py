@@ -82,6 +82,8 @@ class OptimizationFailed(UploadJobError):
     """The remux for streaming failed or produced an output that did not validate."""
 
     error_kind = ErrorKind.OPTIMIZATION_FAILED
+    # Why the original went up instead, as the attempt's `fallback_kind` (stats count by it).
+    fallback_kind = "optimization_failed"
 
 
 class TransientUploadError(UploadJobError):

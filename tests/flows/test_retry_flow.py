@@ -35,8 +35,10 @@ from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.database import get_engine
 from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.streaming_stats import recorded_startup
 from upload_jobs.media.mp4 import read_layout
 from upload_jobs.media.remux import build_remux_args, resolve_ffmpeg
+from upload_jobs.media.startup import startup_cost
 from upload_jobs.settings import Preset, Settings, get_settings
 from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import list_open_multipart_uploads, make_s3_client
@@ -131,6 +133,14 @@ def test_moov_at_end_input_ends_faststart_in_the_bucket(
     logs = _log_messages(attempt.flow_run_id)
     assert not [m for m in logs if m.startswith("Running ")]
     assert any(m.startswith("Moved the index (moov) to the front in process") for m in logs)
+    # What it bought: the startup cost of the source and of the object, as the bucket holds it.
+    assert recorded_startup(attempt, "source") == startup_cost(source)
+    assert recorded_startup(attempt, "uploaded") == startup_cost(tmp_path / "got.mp4")
+    assert attempt.source_startup_requests == 3 and attempt.uploaded_startup_requests == 1
+    assert attempt.source_startup_bytes == source.stat().st_size  # moov at the very end
+    assert (attempt.uploaded_startup_bytes or 0) < source.stat().st_size / 5
+    assert attempt.remux_seconds == (attempt.step_seconds or {})["optimize_for_streaming"]
+    assert any(m.startswith("Startup: ") and "(3 requests → 1)" in m for m in logs)
 
 
 @media_and_s3_only
@@ -258,6 +268,9 @@ def test_truncated_input_falls_back_to_the_original(
     assert not job.optimized_for_streaming
     [attempt] = JobStore(settings.database_url).list_attempts(job_id)
     assert attempt.fallback_reason and "truncated" in attempt.fallback_reason
+    assert attempt.fallback_kind == "source_truncated"
+    # A file cut short has no index a player can read, before or after.
+    assert attempt.source_startup_bytes is None and attempt.uploaded_startup_bytes is None
     assert sha256_of(download(settings, "videos/cut.mp4", tmp_path / "got.mp4")) == before
 
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -33,25 +34,45 @@ def failed_job(settings: Settings, source: Path) -> int:
     return job.id
 
 
-async def _artifact_keys(flow_run_id: str) -> set[str]:
+async def _artifacts(flow_run_id: str) -> list[Any]:
+    """Every artifact of one flow run."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     async with get_client() as client:
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        return list(
+            await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
         )
-    return {artifact.key for artifact in artifacts if artifact.key}
 
 
-async def _task_runs(flow_run_id: str) -> list[tuple[str, list[str]]]:
-    """(name, tags) of every task run of one flow run."""
+async def _artifact_keys(flow_run_id: str) -> set[str]:
+    return {artifact.key for artifact in await _artifacts(flow_run_id) if artifact.key}
+
+
+async def _artifact_data(flow_run_id: str, key: str) -> str:
+    """The data of one artifact of one flow run."""
+    return str(next(a.data for a in await _artifacts(flow_run_id) if a.key == key))
+
+
+async def _task_runs(flow_run_id: str, expected: set[str]) -> dict[str, list[str]]:
+    """The tags of every task run of one flow run by name, once `expected` are all there: the
+    server records task runs from events, a moment after they ran on a busy machine."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    runs: dict[str, list[str]] = {}
     async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [(run.name, list(run.tags)) for run in runs]
+        for _ in range(100):
+            found = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            runs = {run.name: list(run.tags) for run in found}
+            if expected <= set(runs):
+                break
+            await asyncio.sleep(0.1)
+    return runs
 
 
 def test_sweep_reaps_picks_retries_and_reports(
@@ -89,11 +110,17 @@ def test_sweep_reaps_picks_retries_and_reports(
     keys = asyncio.run(_artifact_keys(run_id))
     uploads = {f"upload-job-{job}-uploading" for job in (good, cut, crashed.id)}
     assert keys == {"sweep-report", "sweep-summary", f"upload-job-{good}-optimizing"} | uploads
-    steps = {name: tags for name, tags in asyncio.run(_task_runs(run_id))}
-    for step in ("claim_job", "check_source_file", "optimize_for_streaming",
-                 "measure_file_size", "upload_to_spaces", "mark_job_completed",
-                 "cleanup_temp_file"):  # fmt: skip
-        assert steps[f"{step}-job-{good}"] == []  # untagged: see tasks/job_steps.py
+    summary = asyncio.run(_artifact_data(run_id, "sweep-summary"))
+    startup_lines = [line for line in summary.splitlines() if line.startswith("- job ")]
+    assert len(startup_lines) == 3  # a line per completed job, with its startup cost
+    assert f"- job {cut} `cut.mp4`: unknown" in summary
+    assert "- **total**, 2 jobs: " in summary and " saved)" in summary
+    names = {f"{step}-job-{good}" for step in (
+        "claim_job", "check_source_file", "optimize_for_streaming", "measure_file_size",
+        "upload_to_spaces", "mark_job_completed", "cleanup_temp_file")}  # fmt: skip
+    steps = asyncio.run(_task_runs(run_id, names))
+    for name in names:
+        assert steps[name] == []  # untagged: see tasks/job_steps.py
 
 
 def test_missing_bucket_stops_the_sweep_before_any_retry(

@@ -126,6 +126,8 @@ def test_every_response_has_the_security_headers_and_no_external_assets(
         for response in (page, client.get("/api/jobs"), client.get("/api/jobs/99")):
             csp = response.headers["content-security-policy"]
             assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            # Videos play from the public base URL (completed jobs' links) and nowhere else.
+            assert f"media-src {settings.resolved_public_base_url()}/" in csp.split("; ")
             assert response.headers["x-content-type-options"] == "nosniff"
         scripts = [client.get(f"/static/{path.name}").text for path in STATIC_DIR.glob("*.js")]
         style = client.get("/static/app.css").text

@@ -199,7 +199,9 @@ def test_openapi_documents_every_endpoint_and_refusal(settings: Settings) -> Non
         "/api/jobs/{job_id}",
         "/api/jobs/{job_id}/retry",
         "/api/jobs/retry-failed",
+        "/api/stats",
     }
+    assert "StreamingStats" in spec["components"]["schemas"]
     assert {"202", "404", "409", "422", "503"} <= set(
         paths["/api/jobs/{job_id}/retry"]["post"]["responses"]
     )

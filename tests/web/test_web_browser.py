@@ -3,45 +3,27 @@ retry a failed job through the confirmation, see the toast and the job turn comp
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM, SCREENSHOTS, needs_chromium
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.claims import new_lease_owner
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.web.retries import LocalRetryQueue
-from upload_jobs.web.server import RetrySetup, WebServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 HOSTILE_NAME = '<img src=x onerror="window.__xss = 1">.mp4'
 
 pytestmark = [
     pytest.mark.flow,
     pytest.mark.usefixtures("prefect_server"),
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
-    pytest.mark.skipif(
-        not Path(CHROMIUM).is_file(),
-        reason="no Chromium on this machine: `apt-get install chromium` (.ci/run does)",
-    ),
+    needs_chromium,
 ]
-
-
-@pytest.fixture
-def page_url(settings: Settings) -> Iterator[str]:
-    """The jobs page served by `WebServer` on a free port, retries running in its process."""
-    setup = RetrySetup(LocalRetryQueue(workers=2), None, "Retries run in this web process.")
-    server = WebServer(settings, setup, "127.0.0.1", 0).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def add_completed_optimized_job(store: JobStore, source: Path) -> int:

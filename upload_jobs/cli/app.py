@@ -14,6 +14,7 @@ from upload_jobs.cli.reconcile import reconcile
 from upload_jobs.cli.runs import retry, sweep
 from upload_jobs.cli.schema import db_upgrade
 from upload_jobs.cli.serving import serve, setup
+from upload_jobs.cli.stats import stats
 from upload_jobs.cli.web import demo, web
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command(cls=JsonUsageErrors)(add)
 app.command("list", cls=JsonUsageErrors)(list_jobs)
 app.command("set-key", cls=JsonUsageErrors)(set_key)
 app.command(cls=JsonUsageErrors)(show)
+app.command(cls=JsonUsageErrors)(stats)
 app.command(cls=JsonUsageErrors)(retry)
 app.command(cls=JsonUsageErrors)(sweep)
 app.command()(web)

@@ -20,9 +20,11 @@ from upload_jobs.jobs.database import dispose_engines
 from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.streaming_stats import recorded_startup
 from upload_jobs.media import samples
 from upload_jobs.media.mp4 import NotAnMp4, read_layout
 from upload_jobs.media.remux import resolve_ffmpeg
+from upload_jobs.media.startup import describe_startup
 from upload_jobs.settings import get_settings
 from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.object_keys import key_for_new_job
@@ -133,10 +135,14 @@ def _layout_name(path: Path) -> str:
     return "faststart (moov first)" if layout.is_faststart else "moov at end"
 
 
-def _steps_line(store: JobStore, job_id: int) -> str:
+def _steps_lines(store: JobStore, job_id: int) -> str:
     attempts = store.list_attempts(job_id)
     steps = attempts[-1].step_seconds or {} if attempts else {}
-    return "steps: " + " -> ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items())
+    line = "steps: " + " -> ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items())
+    if attempts and attempts[-1].optimization_path:
+        before, after = (recorded_startup(attempts[-1], side) for side in ("source", "uploaded"))
+        line += f"\n  startup: {describe_startup(before, after)}"
+    return line
 
 
 def _objects_table(root: Path) -> tuple[FittedTable, list[dict[str, Any]]]:
@@ -226,8 +232,8 @@ def run_demo(console: Console, json_output: bool = False, web_port: int | None =
                 say(
                     f"[bold]job {job_id}[/bold] {escape(video.relative_path)}: {video.what}\n"
                     f"  [{colour}]{escape(outcome.message)}[/{colour}]\n"
-                    f"  {_steps_line(store, job_id)}; "
-                    f"{time.perf_counter() - started:.1f} s in all"
+                    f"  {_steps_lines(store, job_id)}\n"
+                    f"  {time.perf_counter() - started:.1f} s in all"
                 )
                 job = outcome.job
                 if (job.status, job.optimized_for_streaming) != (

@@ -136,3 +136,6 @@ def show(
             return
         console.print(presenters.job_details_table(job))
         console.print(presenters.attempts_table(attempts) if attempts else "No attempts yet.")
+        measured = [a for a in attempts if a.optimization_path or a.uploaded_startup_bytes]
+        if measured:
+            console.print(presenters.streaming_table(measured[-1]))

@@ -13,10 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from upload_jobs.byte_sizes import format_bytes
 from upload_jobs.cli.fitted_table import Column, FittedTable
 from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+from upload_jobs.jobs.streaming_stats import recorded_startup
 from upload_jobs.jobs.sweeping import SweepReport
+from upload_jobs.media.startup import StartupCost, describe_startup
 
 STATUS_STYLES = {
     JobStatus.PENDING: "yellow",
@@ -140,6 +143,33 @@ def attempts_table(attempts: list[UploadAttempt]) -> Table:
             escape(note),
         )
     return table
+
+
+def streaming_table(attempt: UploadAttempt) -> Table:
+    """How attempt N made its upload stream-ready and what a player fetches before the first
+    frame, before and after (`upload-jobs show`)."""
+    table = Table(title=f"Streaming (attempt {attempt.attempt_number})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    before = recorded_startup(attempt, "source")
+    after = recorded_startup(attempt, "uploaded")
+    path = attempt.optimization_path or "not recorded"
+    if attempt.fallback_kind:
+        path += f" ({attempt.fallback_kind})"
+    why = attempt.fallback_reason or attempt.optimization_path_reason
+    table.add_row("path", escape(path + (f": {why}" if why else "")))
+    table.add_row("startup", describe_startup(before, after))
+    if before is not None or after is not None:
+        table.add_row("index (moov)", " → ".join(_moov_place(c) for c in (before, after)))
+    if attempt.remux_seconds is not None:
+        table.add_row("optimize step", f"{attempt.remux_seconds:.2f} s")
+    return table
+
+
+def _moov_place(cost: StartupCost | None) -> str:
+    if cost is None:
+        return "unknown"
+    return f"{format_bytes(cost.moov_bytes)} at byte {cost.moov_offset:,}"
 
 
 def rows_table(

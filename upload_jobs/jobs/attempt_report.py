@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from upload_jobs.jobs.measurement import UploadMeasurement
+from upload_jobs.media.startup import StartupCost
 from upload_jobs.media.streaming import StreamingPath
 
 
@@ -19,17 +21,46 @@ class AttemptReport:
     uploaded_size_bytes: int | None = None
     optimized: bool = False
     fallback_reason: str | None = None
+    fallback_kind: str | None = None
     optimization_path: str | None = None
     optimization_path_reason: str | None = None
     cdn_purge: str | None = None
     cdn_purge_detail: str | None = None
+    # What a player fetches before the first frame, of the source and of what went up.
+    source_startup: StartupCost | None = None
+    uploaded_startup: StartupCost | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
 
-    def record_choice(self, path: StreamingPath, reason: str | None) -> None:
+    def record_choice(
+        self, path: StreamingPath, reason: str | None, fallback_kind: str | None = None
+    ) -> None:
         """How the upload was made stream-ready, and why (a fallback's reason is its failure)."""
         self.optimized = path.streams
         self.optimization_path, self.optimization_path_reason = path, reason
-        self.fallback_reason = reason if path is StreamingPath.FALLBACK_ORIGINAL else None
+        fell_back = path is StreamingPath.FALLBACK_ORIGINAL
+        self.fallback_reason = reason if fell_back else None
+        self.fallback_kind = fallback_kind if fell_back else None
+
+    def record_measurement(self, measured: UploadMeasurement) -> None:
+        """The measure step's findings: the upload's size, the startup costs before and after."""
+        self.uploaded_size_bytes = measured.size_bytes
+        self.source_startup = measured.source_startup
+        self.uploaded_startup = measured.uploaded_startup
+
+    @property
+    def remux_seconds(self) -> float | None:
+        """How long making the upload stream-ready took (the move, the remux or the failed try)."""
+        return self.step_seconds.get("optimize_for_streaming")
+
+    def startup_columns(self) -> dict[str, int | None]:
+        """The startup costs as the attempt row's columns (`source_startup_bytes`, ...)."""
+        columns: dict[str, int | None] = {}
+        for side, cost in (("source", self.source_startup), ("uploaded", self.uploaded_startup)):
+            columns[f"{side}_startup_bytes"] = cost.startup_bytes if cost else None
+            columns[f"{side}_moov_offset"] = cost.moov_offset if cost else None
+            columns[f"{side}_moov_bytes"] = cost.moov_bytes if cost else None
+            columns[f"{side}_startup_requests"] = cost.range_requests if cost else None
+        return columns
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

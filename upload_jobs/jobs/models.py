@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -90,6 +90,8 @@ class UploadAttempt(SQLModel, table=True):
     optimized: bool = Field(default=False, nullable=False)
     optimization_preset: str | None = Field(default=None, sa_column=Column(String(16)))
     fallback_reason: str | None = Field(default=None, sa_column=Column(Text))
+    # The fallback's failure as a word to count by (OptimizationFailed.fallback_kind).
+    fallback_kind: str | None = Field(default=None, sa_column=Column(String(32)))
     # How the upload was made stream-ready (media.streaming.StreamingPath) and why not a cheaper
     # way: already_ready, moved_in_process, ffmpeg_remux (with the reason), fallback_original.
     optimization_path: str | None = Field(default=None, sa_column=Column(String(24)))
@@ -110,6 +112,19 @@ class UploadAttempt(SQLModel, table=True):
     cdn_purge: str | None = Field(default=None, sa_column=Column(String(16)))
     cdn_purge_detail: str | None = Field(default=None, sa_column=Column(Text))
     step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    # What the optimization bought (media.startup, README "Startup cost"): the bytes a player
+    # reads from byte 0 before the first frame, where moov lies, and the range requests a
+    # seeking player needs, for the source and for what was uploaded; and how long the
+    # optimize step took.
+    remux_seconds: float | None = Field(default=None, sa_column=Column(Float))
+    source_startup_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    source_moov_offset: int | None = Field(default=None, sa_column=Column(BigInteger))
+    source_moov_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    source_startup_requests: int | None = Field(default=None, sa_column=Column(Integer))
+    uploaded_startup_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    uploaded_moov_offset: int | None = Field(default=None, sa_column=Column(BigInteger))
+    uploaded_moov_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    uploaded_startup_requests: int | None = Field(default=None, sa_column=Column(Integer))
     started_at: datetime | None = _timestamp(nullable=False)
     finished_at: datetime | None = _timestamp()
     # Live progress of a running attempt (the jobs page polls it), written at most ~1/s.

@@ -20,6 +20,8 @@ _STDERR_TAIL_CHARS = 1500
 class RemuxFailed(OptimizationFailed):
     """ffmpeg could not start, exited with an error, was killed or ran out of time."""
 
+    fallback_kind = "ffmpeg_failed"
+
 
 class _Watchdog:
     """Kills ffmpeg's process group once `timeout_seconds` pass, or on demand."""

@@ -43,6 +43,8 @@ class Seekable(Protocol):
 class NotAnMp4(OptimizationFailed):
     """The file does not start with ISO-BMFF boxes, so it is neither MP4 nor MOV."""
 
+    fallback_kind = "not_an_mp4"
+
     def __init__(self, path: Path, detail: str = "no ISO-BMFF boxes") -> None:
         super().__init__(f"{path} is not an MP4/MOV file ({detail})")
         self.path = path

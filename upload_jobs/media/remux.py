@@ -38,17 +38,25 @@ DURATION_TOLERANCE_RATIO = 0.02
 class FfmpegUnavailable(OptimizationFailed):
     """No usable ffmpeg binary: the configured one is missing or not executable."""
 
+    fallback_kind = "ffmpeg_unavailable"
+
 
 class SourceTruncated(OptimizationFailed):
     """The source's boxes run past end of file (an interrupted copy or recording)."""
+
+    fallback_kind = "source_truncated"
 
 
 class UnsupportedCodec(OptimizationFailed):
     """The source's video codec cannot be played by browsers, so a remux would not help."""
 
+    fallback_kind = "unsupported_codec"
+
 
 class OutputInvalid(OptimizationFailed):
     """ffmpeg reported success but its output is not what the preset promises."""
+
+    fallback_kind = "output_invalid"
 
 
 def resolve_ffmpeg(configured: str | None = None) -> str:

@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -23,15 +24,23 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 OPEN_PATHS = frozenset({"/login", "/static/login.js", "/static/app.css"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def security_headers(media_base_url: str) -> dict[str, str]:
+    """The headers on every response; videos play from `media_base_url` (the public base URL,
+    where completed jobs' links point) and from nowhere else."""
+    # A source ending in "/" matches every path below it; CSP's separators are escaped away.
+    media = quote(media_base_url.rstrip("/") + "/", safe=":/@!$&'()*+=-._~%")
+    return {
+        "Content-Security-Policy": f"{CONTENT_SECURITY_POLICY}; media-src {media}",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 def is_loopback(host: str) -> bool:
@@ -88,16 +97,17 @@ def _same(a: str, b: str) -> bool:
 
 
 def access_guard(
-    policy: AccessPolicy,
+    policy: AccessPolicy, headers: dict[str, str]
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """HTTP middleware: Host check, token check, header on state changes, security headers."""
+    """HTTP middleware: Host check, token check, header on state changes, and `headers` (the
+    security headers) on every response."""
 
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         refusal = _refusal(policy, request)
         response = refusal if refusal is not None else await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
+        response.headers.update(headers)
         return response
 
     return guard

@@ -19,8 +19,15 @@ from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.pages import MAX_JOB_ID, MAX_PER_PAGE, JobFilter, read_job_page
 from upload_jobs.jobs.retry_outcome import queued_message
 from upload_jobs.jobs.store import JobStore
+from upload_jobs.jobs.streaming_stats import StreamingStats, completed_startups, streaming_stats
 from upload_jobs.settings import get_settings
-from upload_jobs.web.access import SESSION_COOKIE, AccessPolicy, access_guard, login_page
+from upload_jobs.web.access import (
+    SESSION_COOKIE,
+    AccessPolicy,
+    access_guard,
+    login_page,
+    security_headers,
+)
 from upload_jobs.web.retries import RetryQueue
 from upload_jobs.web.views import (
     ApiError,
@@ -32,6 +39,7 @@ from upload_jobs.web.views import (
     attempt_view,
     flow_run_link,
     job_view,
+    streaming_view,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -68,7 +76,8 @@ def create_app(
         summary="Watch and retry video uploads to DigitalOcean Spaces.",
         version="1",
     )
-    app.middleware("http")(access_guard(policy))
+    headers = security_headers(get_settings().resolved_public_base_url())
+    app.middleware("http")(access_guard(policy, headers))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def store() -> JobStore:
@@ -159,7 +168,15 @@ def create_app(
             job, attempts[-1] if attempts else None, prefect_ui_url, retry_queue.is_queued(job)
         )
         history = [attempt_view(attempt, prefect_ui_url) for attempt in attempts]
-        return JobDetailView(**row.model_dump(), attempt_history=history)
+        return JobDetailView(
+            **row.model_dump(), attempt_history=history, streaming=streaming_view(attempts)
+        )
+
+    @app.get("/api/stats", response_model=StreamingStats, tags=["jobs"])
+    def stats() -> StreamingStats:
+        """What the streaming optimization bought over every completed job (`upload-jobs
+        stats`): paths taken, fallbacks by kind, startup bytes saved, a histogram."""
+        return streaming_stats(completed_startups(store().database_url))
 
     @app.post(
         "/api/jobs/retry-failed",

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
+from upload_jobs.jobs.streaming_stats import recorded_startup
+from upload_jobs.media.startup import describe_startup
 
 RetryMode = Literal["deployment", "local"]
 
@@ -57,6 +59,12 @@ class AttemptView(BaseModel):
     outcome: str
     optimized: bool
     fallback_reason: str | None
+    fallback_kind: str | None
+    optimization_path: str | None
+    optimization_path_reason: str | None
+    remux_seconds: float | None
+    source_startup_bytes: int | None
+    uploaded_startup_bytes: int | None
     skipped_existing_object: bool
     error: str | None
     error_kind: str | None
@@ -72,10 +80,35 @@ class AttemptView(BaseModel):
         return as_utc(moment)
 
 
+class StartupView(BaseModel):
+    """What a player fetches before the first frame of one file (README "Startup cost")."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    startup_bytes: int
+    moov_offset: int
+    moov_bytes: int
+    range_requests: int
+
+
+class StreamingView(BaseModel):
+    """How the newest attempt that got this far made its upload stream-ready, and what it bought."""
+
+    attempt_number: int
+    path: str | None
+    reason: str | None
+    fallback_kind: str | None
+    source: StartupView | None
+    uploaded: StartupView | None
+    summary: str
+    remux_seconds: float | None
+
+
 class JobDetailView(JobView):
-    """A job with every attempt, oldest first."""
+    """A job with every attempt, oldest first, and its streaming figures."""
 
     attempt_history: list[AttemptView]
+    streaming: StreamingView | None
 
 
 class JobPageView(BaseModel):
@@ -164,6 +197,26 @@ def attempt_view(attempt: UploadAttempt, ui_url: str | None) -> AttemptView:
     view = AttemptView.model_validate(attempt)
     view.flow_run_url = flow_run_link(ui_url, attempt.flow_run_id)
     return view
+
+
+def streaming_view(attempts: list[UploadAttempt]) -> StreamingView | None:
+    """The streaming figures of the newest attempt that chose what to upload."""
+    chosen = [attempt for attempt in attempts if attempt.optimization_path]
+    if not chosen:
+        return None
+    attempt = chosen[-1]
+    before = recorded_startup(attempt, "source")
+    after = recorded_startup(attempt, "uploaded")
+    return StreamingView(
+        attempt_number=attempt.attempt_number,
+        path=attempt.optimization_path,
+        reason=attempt.fallback_reason or attempt.optimization_path_reason,
+        fallback_kind=attempt.fallback_kind,
+        source=StartupView.model_validate(before) if before else None,
+        uploaded=StartupView.model_validate(after) if after else None,
+        summary=describe_startup(before, after),
+        remux_seconds=attempt.remux_seconds,
+    )
 
 
 def _progress(job: UploadJob, latest: UploadAttempt | None) -> ProgressView | None:

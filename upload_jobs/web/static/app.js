@@ -7,6 +7,7 @@ import { bindConfirmDialog, confirmAction, showToast } from './dialogs.js';
 import { bindJobDialog, openJobDialog, refreshJobDialog } from './job-dialog.js';
 import { renderHeader, renderJobs, renderPager } from './render.js';
 import { listQuery, readUrlState, state, writeUrlState } from './state.js';
+import { refreshStats } from './stats.js';
 
 const POLL_MS = 2000;
 
@@ -35,6 +36,7 @@ async function refresh() {
       renderHeader(res.body);
       renderJobs(res.body);
       renderPager(res.body);
+      refreshStats((res.body.counts || {}).completed ?? 0).catch(() => {}); // the list matters more
     }
     if (state.openJobId !== null) await refreshJobDialog();
   } catch (err) {

@@ -1,7 +1,7 @@
 // The job detail dialog: fetches GET /api/jobs/{id} and shows the job's fields and its attempt history.
 
 import { api, errorMessage } from './api.js';
-import { $, el, group, messageRow, safeLink, td } from './dom.js';
+import { $, el, group, isWebUrl, messageRow, safeLink, td } from './dom.js';
 import { formatDate, formatSizes, formatSteps } from './format.js';
 import { canRetry, flowRunNode, statusCell, statusChip } from './chips.js';
 import { state } from './state.js';
@@ -14,6 +14,47 @@ function detailList(pairs) {
     list.append(el('dt', null, label), dd);
   }
   return list;
+}
+
+const PATH_LABELS = {
+  already_ready: 'already stream-ready: uploaded as it is',
+  moved_in_process: 'index (moov) moved to the front in process',
+  ffmpeg_remux: 'remuxed by ffmpeg',
+  fallback_original: 'fallback: the original went up',
+  not_requested: 'no optimization asked for (preset none)',
+};
+
+function streamingPath(streaming) {
+  if (!streaming) return null;
+  let text = PATH_LABELS[streaming.path] || streaming.path || '—';
+  if (streaming.fallback_kind) text += ` (${streaming.fallback_kind})`;
+  if (streaming.reason) text += ` — ${streaming.reason}`;
+  if (streaming.remux_seconds != null) text += ` · ${Number(streaming.remux_seconds).toFixed(2)} s`;
+  return el('span', 'streaming-path', text);
+}
+
+// The player is kept across polls (re-rendering would restart it) and only replaced when the
+// link changes; the page's Content-Security-Policy lets media come from the public base URL only.
+function showPlayer(job) {
+  const box = $('job-dialog-player');
+  const url = job.status === 'completed' && isWebUrl(job.public_url) ? job.public_url : null;
+  const current = box.querySelector('video');
+  if (current && current.dataset.src === url) return;
+  stopPlayer();
+  if (!url) return;
+  const video = el('video', 'player');
+  video.controls = true;
+  video.preload = 'metadata';
+  video.playsInline = true;
+  video.dataset.src = url;
+  video.src = url;
+  box.replaceChildren(video, el('p', 'muted player-note', 'Plays the CDN link, as a viewer would.'));
+}
+
+function stopPlayer() {
+  const video = $('job-dialog-player').querySelector('video');
+  if (video) { video.pause(); video.removeAttribute('src'); video.load(); }
+  $('job-dialog-player').replaceChildren();
 }
 
 function renderAttempt(a) {
@@ -52,6 +93,8 @@ function renderJobDialog(job) {
     ['Object key', el('span', 'mono break', job.object_key)],
     ['Size', formatSizes(job.source_size_bytes, job.uploaded_size_bytes)],
     ['Optimized', job.optimized ? `yes${preset}` : 'no'],
+    ['Streaming', streamingPath(job.streaming)],
+    ['Startup', job.streaming ? el('span', 'startup', job.streaming.summary) : null],
     ['Attempts', job.attempts],
     ['CDN', job.public_url ? safeLink(job.public_url, job.public_url) : null],
     ['Flow run', flowRunNode(job.flow_run_url, job.flow_run_id)],
@@ -65,10 +108,12 @@ function renderJobDialog(job) {
   $('attempts').tBodies[0].replaceChildren(...(rows.length ? rows : [messageRow('No attempts yet')]));
   $('job-dialog-retry').hidden = !canRetry(job);
   $('job-dialog-retry').disabled = state.busy.has(job.id);
+  showPlayer(job);
 }
 
 function showDialogMessage(message, className = 'error-note') {
   $('job-dialog-body').replaceChildren(el('p', className, message));
+  stopPlayer();
   $('attempts').tBodies[0].replaceChildren();
   $('job-dialog-retry').hidden = true;
 }
@@ -106,7 +151,11 @@ export async function openJobDialog(jobId) {
 // onRetry(jobId, button) runs when the dialog's own Retry button is pressed.
 export function bindJobDialog(onRetry) {
   $('job-dialog-close').addEventListener('click', () => $('job-dialog').close());
-  $('job-dialog').addEventListener('close', () => { state.openJobId = null; state.openJob = null; });
+  $('job-dialog').addEventListener('close', () => {
+    state.openJobId = null;
+    state.openJob = null;
+    stopPlayer();
+  });
   $('job-dialog-retry').addEventListener('click', (e) => {
     if (state.openJobId !== null) onRetry(state.openJobId, e.currentTarget);
   });

@@ -1,0 +1,34 @@
+"""The measure step: the size of what goes up, and the startup cost of the source and of the
+upload (what the optimization bought, recorded on the attempt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from upload_jobs.jobs.files import upload_size_bytes
+from upload_jobs.media.startup import StartupCost, startup_cost, startup_cost_of_body
+from upload_jobs.storage.upload_body import UploadBody
+
+
+@dataclass(frozen=True)
+class UploadMeasurement:
+    """The upload's size, and what a player fetches before the first frame, before and after."""
+
+    size_bytes: int
+    source_startup: StartupCost | None
+    uploaded_startup: StartupCost | None
+    # Why a startup cost is missing, when one is: it is measured, never a reason to fail.
+    unmeasured: str | None = None
+
+
+def measure_upload(source: Path, body: UploadBody) -> UploadMeasurement:
+    """Measure `body` (`SourceChanged` if its file changed since it was made) and the startup
+    cost of `source` and of `body`; an unreadable index leaves a cost unknown, nothing more."""
+    size = upload_size_bytes(body)
+    try:
+        uploaded = startup_cost_of_body(body)
+        before = uploaded if body.is_whole_file and body.path == source else startup_cost(source)
+    except OSError as exc:
+        return UploadMeasurement(size, None, None, f"cannot read it: {exc.strerror or exc}")
+    return UploadMeasurement(size, before, uploaded)

@@ -29,6 +29,11 @@ STARTUP_TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 # on a first start during a disk stall the server's own services hit "database is locked" and
 # printed tracebacks into a cold demo (seen once in four here; PrefectHQ/prefect#15170).
 TEMPORARY_SERVER_DATABASE_TIMEOUT_SECONDS = 60
+# The longer wait did not stop them: SQLite refuses a lock upgrade at once, whatever the timeout,
+# and the task-run recorder retries the batch itself ("1 to retry, 0 dropped"). The temporary
+# server's own log, which shares the terminal, keeps CRITICAL only unless the user sets a level.
+SERVER_LOG_LEVEL_VARIABLE = "PREFECT_SERVER_LOGGING_LEVEL"
+TEMPORARY_SERVER_LOG_LEVEL = "CRITICAL"
 DATABASE_TIMEOUT_VARIABLE = "PREFECT_SERVER_DATABASE_TIMEOUT"
 TEMPORARY_SERVER_NOTICE = (
     "Starting a temporary Prefect server for this command (the first start on this machine "
@@ -152,6 +157,8 @@ def start_temporary_server(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not {DATABASE_TIMEOUT_VARIABLE, "PREFECT_API_DATABASE_TIMEOUT"} & os.environ.keys():
         os.environ[DATABASE_TIMEOUT_VARIABLE] = str(TEMPORARY_SERVER_DATABASE_TIMEOUT_SECONDS)
+    if "logging_level" not in get_current_settings().server.model_fields_set:
+        os.environ.setdefault(SERVER_LOG_LEVEL_VARIABLE, TEMPORARY_SERVER_LOG_LEVEL)
     timeout = _startup_timeout()
     with announce(TEMPORARY_SERVER_NOTICE):
         try:

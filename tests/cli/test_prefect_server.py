@@ -170,32 +170,41 @@ def test_every_day_commands_do_not_import_prefect(
 class _StartedServer:
     """Stands in for Prefect's SubprocessASGIServer: notes the environment its process would get."""
 
-    seen: ClassVar[list[str | None]] = []
+    seen: ClassVar[list[tuple[str | None, str | None]]] = []
 
     def __init__(self) -> None:
         self.running = False
         self.api_url = "http://127.0.0.1:1/api"
 
     def start(self, timeout: int) -> None:
-        self.seen.append(os.environ.get("PREFECT_SERVER_DATABASE_TIMEOUT"))
+        self.seen.append(
+            (
+                os.environ.get("PREFECT_SERVER_DATABASE_TIMEOUT"),
+                os.environ.get("PREFECT_SERVER_LOGGING_LEVEL"),
+            )
+        )
 
 
 @pytest.mark.parametrize("users_own", [None, "7"], ids=["unset", "set by the user"])
-def test_the_temporary_server_waits_out_a_locked_sqlite_unless_told_otherwise(
+def test_the_temporary_server_waits_for_locks_and_keeps_quiet_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch, users_own: str | None
 ) -> None:
     import prefect.server.api.server
 
     from deployments.server import start_temporary_server
 
-    for name in ("PREFECT_SERVER_DATABASE_TIMEOUT", "PREFECT_API_DATABASE_TIMEOUT"):
+    names = ("PREFECT_SERVER_DATABASE_TIMEOUT", "PREFECT_API_DATABASE_TIMEOUT")
+    for name in (*names, "PREFECT_SERVER_LOGGING_LEVEL"):
         monkeypatch.setenv(name, "placeholder")  # restored (removed) after the test
         monkeypatch.delenv(name)
     if users_own is not None:
         monkeypatch.setenv("PREFECT_API_DATABASE_TIMEOUT", users_own)
+        monkeypatch.setenv("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     monkeypatch.setattr(prefect.server.api.server, "SubprocessASGIServer", _StartedServer)
     _StartedServer.seen = []
 
     start_temporary_server(lambda notice: contextlib.nullcontext())
 
-    assert _StartedServer.seen == (["60"] if users_own is None else [None])
+    # Its own log (SQLite lock errors it retries itself) is kept off the terminal: CRITICAL only.
+    expected = ("60", "CRITICAL") if users_own is None else (None, "WARNING")
+    assert _StartedServer.seen == [expected]

@@ -269,8 +269,9 @@ def test_truncated_input_falls_back_to_the_original(
     [attempt] = JobStore(settings.database_url).list_attempts(job_id)
     assert attempt.fallback_reason and "truncated" in attempt.fallback_reason
     assert attempt.fallback_kind == "source_truncated"
-    # A file cut short has no index a player can read, before or after.
-    assert attempt.source_startup_bytes is None and attempt.uploaded_startup_bytes is None
+    # Cut in its media, after moov: it starts, the same before and after (the original went up).
+    assert recorded_startup(attempt, "source") == recorded_startup(attempt, "uploaded")
+    assert attempt.uploaded_startup_requests == 1
     assert sha256_of(download(settings, "videos/cut.mp4", tmp_path / "got.mp4")) == before
 
 

@@ -113,8 +113,8 @@ def test_sweep_reaps_picks_retries_and_reports(
     summary = asyncio.run(_artifact_data(run_id, "sweep-summary"))
     startup_lines = [line for line in summary.splitlines() if line.startswith("- job ")]
     assert len(startup_lines) == 3  # a line per completed job, with its startup cost
-    assert f"- job {cut} `cut.mp4`: unknown" in summary
-    assert "- **total**, 2 jobs: " in summary and " saved)" in summary
+    assert f"- job {cut} `cut.mp4`: " in summary and "as the source; fallback_original" in summary
+    assert "- **total**, 3 jobs: " in summary and " saved)" in summary
     names = {f"{step}-job-{good}" for step in (
         "claim_job", "check_source_file", "optimize_for_streaming", "measure_file_size",
         "upload_to_spaces", "mark_job_completed", "cleanup_temp_file")}  # fmt: skip

@@ -100,11 +100,21 @@ def test_a_fragmented_file_starts_with_its_first_fragment(ffmpeg: str, tmp_path:
     assert cost.moov_offset + cost.moov_bytes < cost.startup_bytes < clip.stat().st_size
 
 
-def test_files_no_player_can_start_have_no_cost(ffmpeg: str, tmp_path: Path) -> None:
+def test_a_file_cut_short_starts_if_its_first_frame_is_there(ffmpeg: str, tmp_path: Path) -> None:
     truncated = samples.make_truncated_mp4(tmp_path / "cut.mp4", ffmpeg=ffmpeg)
+    cost = startup_cost(truncated)
+    assert cost is not None and cost.range_requests == 1  # cut in the media, after moov
+    assert video_frames_in(truncated, ffmpeg) >= 1
+    before_first_frame = first_bytes(truncated, cost.startup_bytes - 1, tmp_path / "short.mp4")
+    assert startup_cost(before_first_frame) is None
+
+
+def test_files_no_player_can_start_have_no_cost(ffmpeg: str, tmp_path: Path) -> None:
+    at_end = samples.make_moov_at_end_mp4(tmp_path / "end.mp4", ffmpeg=ffmpeg)
+    no_index = first_bytes(at_end, at_end.stat().st_size - 100, tmp_path / "no-index.mp4")
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all")
-    assert startup_cost(truncated) is None and startup_cost(text) is None
+    assert startup_cost(no_index) is None and startup_cost(text) is None
 
 
 def test_startup_is_described_before_and_after() -> None:

@@ -44,8 +44,9 @@ class StartupCost:
 
 
 def startup_cost(path: Path) -> StartupCost | None:
-    """The startup cost of the MP4 at `path`; None when it cannot play at all (no index, cut
-    short, no tracks) or is not an MP4 (`OSError` when it cannot be read)."""
+    """The startup cost of the MP4 at `path`; None when it cannot start at all (no whole index,
+    a first chunk past the end, no tracks) or is not an MP4 (`OSError` when it cannot be read).
+    A file cut short after its first chunk still starts: players play what is there."""
     with path.open("rb") as f:
         return startup_cost_of(f, os.fstat(f.fileno()).st_size, path)
 
@@ -57,8 +58,8 @@ def startup_cost_of(f: Seekable, file_size: int, path: Path) -> StartupCost | No
         layout = read_layout_of(f, file_size, path)
     except OptimizationFailed:  # not an MP4: no player starts it
         return None
-    moov = next((box for box in layout.boxes if box.type == "moov"), None)
-    if layout.truncated or moov is None or moov.size > _MAX_MOOV_BYTES:
+    moov = next((b for b in layout.boxes if b.type == "moov" and b.end <= file_size), None)
+    if moov is None or moov.size > _MAX_MOOV_BYTES:
         return None
     if layout.fragmented:
         return _fragmented_cost(layout, moov)
@@ -71,6 +72,8 @@ def startup_cost_of(f: Seekable, file_size: int, path: Path) -> StartupCost | No
         return None
     chunk_offset, chunk_bytes = first_chunk
     startup = max(moov.end, chunk_offset + chunk_bytes)
+    if startup > file_size:
+        return None  # cut off before its first frame
     first_media = min((box.offset for box in layout.boxes if box.type == "mdat"), default=None)
     moov_first = first_media is None or moov.offset < first_media
     return StartupCost(startup, moov.offset, moov.size, 1 if moov_first else 3)
@@ -82,7 +85,7 @@ def _fragmented_cost(layout: Mp4Layout, moov: Box) -> StartupCost | None:
     if first_moof is None:
         return None  # an mvex promising fragments that never came
     first_mdat = next((box for box in boxes[first_moof:] if box.type == "mdat"), None)
-    if first_mdat is None:
+    if first_mdat is None or first_mdat.end > layout.file_size:
         return None
     return StartupCost(max(moov.end, first_mdat.end), moov.offset, moov.size, 1)
 

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from upload_jobs.cli import presenters
+from upload_jobs.cli.fitted_table import Column, FittedTable
 from upload_jobs.cli.jobs import job_store
 from upload_jobs.cli.output import JsonOption, console, friendly_errors
 from upload_jobs.jobs.streaming_stats import StreamingStats, completed_startups, streaming_stats
@@ -29,12 +30,17 @@ def stats(json_output: JsonOption = False) -> None:
             console.print(histogram_table(summary))
 
 
-def paths_table(summary: StreamingStats) -> Table:
-    """Jobs per way they were made stream-ready, each fallback kind with its newest reason."""
-    table = Table(title="How completed jobs went up")
-    table.add_column("PATH")
-    table.add_column("JOBS", justify="right")
-    table.add_column("NEWEST REASON", overflow="fold", max_width=70)
+def paths_table(summary: StreamingStats) -> FittedTable:
+    """Jobs per way they were made stream-ready, each fallback kind with its newest reason (one
+    line each at any width: the reason is shortened in the middle)."""
+    table = FittedTable(
+        [
+            Column("PATH"),
+            Column("JOBS", justify="right"),
+            Column("NEWEST REASON", shrinkable=True, min_width=12),
+        ],
+        title="How completed jobs went up",
+    )
     for path, jobs in summary.paths.items():
         if path != "fallback_original":
             table.add_row(path, str(jobs), "")

@@ -19,9 +19,12 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deployments import DEFAULT_SWEEP_CRON, RETRY_DEPLOYMENT, SWEEP_DEPLOYMENT
+from deployments.event_triggers import retry_triggers
 from deployments.server import require_prefect_server
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
+from upload_jobs.jobs.retry_policy import retry_policy
+from upload_jobs.settings import get_settings
 
 # A sweep that is still running when the next one is due makes the new one pointless (it would
 # find the same jobs): cancel it rather than queue sweeps up behind a slow one.
@@ -83,6 +86,8 @@ def build_deployments(
         name=_deployment_name(RETRY_DEPLOYMENT),
         description="Retry one upload job now: run it with the parameter job_id.",
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # Unpacked: `to_deployment` wants a list of any trigger type (a list is invariant).
+        triggers=[*retry_triggers(retry_policy(get_settings()))],
     )
     sweep: RunnerDeployment = sweep_failed_uploads.to_deployment(  # type: ignore[assignment]
         name=_deployment_name(SWEEP_DEPLOYMENT),
@@ -108,6 +113,8 @@ def describe(deployments: list[RunnerDeployment]) -> list[dict[str, str]]:
         runs = ", ".join(f"cron {cron} (UTC)" for cron in crons) or "on demand"
         if deployment.concurrency_limit == 1:
             runs += ", one at a time"
+        if deployment.triggers:
+            runs += f", after transient failures ({len(deployment.triggers)} event triggers)"
         parameters = ", ".join(f"{k}={v}" for k, v in deployment.parameters.items())
         rows.append(
             {

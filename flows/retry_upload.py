@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from tasks.cdn import purge_cdn_cache
+from tasks.events import emit_attempt_events
 from tasks.files import check_source_file, cleanup_temp_file, measure_file_size
 from tasks.job_steps import steps_of_job
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
@@ -55,6 +56,8 @@ def _upload_steps(job_id: int) -> UploadJob:
         with lease:
             return _steps_holding(claim, report, work_dir, lease)
     finally:
+        if lease.released is not None:  # stopped: say so, as a failed attempt says it failed
+            emit_attempt_events(lease.released, claim.attempt_number, report)
         cleanup_temp_file(str(work_dir), claim.source_path)
 
 
@@ -83,7 +86,8 @@ def _steps_holding(
                 choice.body, claim.object_key, claim.progress_target, choice.optimized
             )
     except Exception as exc:
-        mark_job_failed(claim, report, str(exc), error_kind_for(exc))
+        failed = mark_job_failed(claim, report, str(exc), error_kind_for(exc))
+        emit_attempt_events(failed, claim.attempt_number, report)
         raise
     # Outside the except above on purpose: the object is in the bucket now, so a failure to
     # record it must not mark the job failed; the lease runs out and the next run finds the
@@ -95,4 +99,6 @@ def _steps_holding(
         public_url(settings, claim.object_key), uploaded.etag, uploaded.skipped_existing
     )
     lease.check()  # a run that lost its job (or was stopped) records nothing more
-    return mark_job_completed(claim, report, stored)
+    completed = mark_job_completed(claim, report, stored)
+    emit_attempt_events(completed, claim.attempt_number, report)
+    return completed

@@ -17,6 +17,7 @@ from tasks.sweep import (
     reap_expired_leases,
     reconcile_due_jobs,
     remove_old_temp_files,
+    set_aside_queued_retries,
     start_retry_run,
 )
 from upload_jobs.errors import JobNotClaimable
@@ -35,7 +36,7 @@ from upload_jobs.settings import get_settings
 def sweep_failed_uploads(
     limit: int = 50,
     mode: SweepMode = SweepMode.LOCAL,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
     concurrency: int = 2,
     breaker_threshold: int = 3,
     stale_multipart_hours: float = 24.0,
@@ -44,11 +45,14 @@ def sweep_failed_uploads(
     reconcile: bool = True,
 ) -> SweepReport:
     """Reap lost runs, retry due failed jobs (here or on workers) unless their object is
-    already stored, tidy up, report."""
+    already stored or a retry run is queued for them, tidy up, report; `max_attempts` defaults
+    to UPLOAD_JOBS_MAX_ATTEMPTS."""
     report = SweepReport(mode=str(mode))
+    max_attempts = max_attempts or get_settings().max_attempts
     report.reaped = reap_expired_leases()
     due = pick_due_jobs(limit, max_attempts)
     report.skipped_missing_source = due.missing_source
+    due, report.retry_queued = set_aside_queued_retries(due)
     report.stopped_early = check_bucket_access() if due.ready else None
     if reconcile and due.ready and not report.stopped_early:
         reconciled = reconcile_due_jobs(due)

@@ -12,6 +12,7 @@ from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.claims import ClaimedJob, new_lease_owner
 from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
 
@@ -60,6 +61,9 @@ def mark_job_failed(
     claim: ClaimedJob, report: AttemptReport, error: str, error_kind: ErrorKind
 ) -> UploadJob:
     """Record why the run failed on the job (`last_error`, `error_kind`) and release it."""
-    job = JobStore(get_settings().database_url).mark_failed(claim, report, error, error_kind)
+    settings = get_settings()
+    job = JobStore(settings.database_url).mark_failed(
+        claim, report, error, error_kind, retry_policy(settings)
+    )
     get_run_logger().error("Upload job %s failed (%s): %s", claim.job_id, error_kind, error)
     return job

@@ -13,6 +13,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
 from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
+from tasks.queued_runs import queued_retry_runs
 from upload_jobs.errors import PermanentUploadError, TransientUploadError
 from upload_jobs.jobs.leases import take_back_if_gone
 from upload_jobs.jobs.models import JobStatus
@@ -76,6 +77,18 @@ def pick_due_jobs(limit: int, max_attempts: int) -> DueJobs:
     if missing:
         logger.warning("Not retried, source file missing: jobs %s", missing)
     return DueJobs(ready=ready, missing_source=missing)
+
+
+@task(name="set_aside_queued_retries")
+def set_aside_queued_retries(due: DueJobs) -> tuple[DueJobs, list[int]]:
+    """The pick minus jobs a retry run is queued for already (a trigger scheduled it after the
+    backoff; its claim would refuse ours, or ours its), and those jobs."""
+    queued = queued_retry_runs() if due.ready else {}
+    set_aside = [job.job_id for job in due.ready if job.job_id in queued]
+    if set_aside:
+        runs = ", ".join(f"job {job_id}: {queued[job_id]}" for job_id in set_aside)
+        get_run_logger().info("Not retried here, a retry run is queued (%s)", runs)
+    return due.without(set_aside), set_aside
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,37 @@ class ErrorKind(StrEnum):
     JOB_NOT_CLAIMABLE = "job_not_claimable"
     WORKER_LOST = "worker_lost"
     INTERRUPTED = "interrupted"
+    CREDENTIALS_UNAVAILABLE = "credentials_unavailable"
     INTERNAL = "internal_error"
+
+
+class FailureClass(StrEnum):
+    """Whether a failed attempt is worth retrying untouched (job events' `failure`)."""
+
+    # The same run again may well succeed: the network, Spaces, a dead worker, a file still
+    # being written.
+    TRANSIENT = "transient"
+    # Someone has to change something first: the file, the key, the credentials, the code.
+    PERMANENT = "permanent"
+    # Someone stopped it (Ctrl-C, SIGTERM, a cancellation): they decide whether it runs again.
+    INTERRUPTED = "interrupted"
+
+
+TRANSIENT_ERROR_KINDS = frozenset(
+    {
+        ErrorKind.UPLOAD_TRANSIENT,
+        ErrorKind.VERIFICATION_FAILED,
+        ErrorKind.SOURCE_CHANGED,
+        ErrorKind.WORKER_LOST,
+    }
+)
+
+
+def failure_class(kind: ErrorKind | str) -> FailureClass:
+    """How a failure with this `error_kind` is classed; unknown kinds are permanent."""
+    if kind == ErrorKind.INTERRUPTED:
+        return FailureClass.INTERRUPTED
+    return FailureClass.TRANSIENT if kind in TRANSIENT_ERROR_KINDS else FailureClass.PERMANENT
 
 
 class UploadJobError(Exception):
@@ -96,6 +126,12 @@ class PermanentUploadError(UploadJobError):
     """An upload failure that a retry cannot fix: bad credentials, missing bucket, no access."""
 
     error_kind = ErrorKind.UPLOAD_PERMANENT
+
+
+class CredentialsUnavailable(UploadJobError):
+    """The AWS credentials block the settings name cannot be loaded from the Prefect server."""
+
+    error_kind = ErrorKind.CREDENTIALS_UNAVAILABLE
 
 
 class UploadVerificationFailed(UploadJobError):

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     upload_concurrency: int = Field(default=4, ge=1, le=32)
     s3_max_attempts: int = Field(default=3, ge=1)
+    # A failed job is due again after this, doubled per failed attempt up to an hour, and runs
+    # at most max_attempts times on its own (sweeps and event-triggered retries; README
+    # "Retries and events").
+    retry_backoff_seconds: float = Field(default=60, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    # The name of a prefect-aws AwsCredentials block holding the Spaces key (and, if it sets
+    # them, region and endpoint): every S3 client uses it instead of boto3's environment chain.
+    aws_credentials_block: str | None = None
     upload_retries: int = Field(default=3, ge=0)
     upload_retry_delay_seconds: float = Field(default=2.0, ge=0)
     # A claim holds a job this long unless its run renews it, which it does every

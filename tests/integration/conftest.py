@@ -227,9 +227,13 @@ def _wait_healthy(server: ManagedProcess, api_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_api(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A Prefect server on a fresh PostgreSQL database for this module, set as this process's
-    PREFECT_API_URL while the module runs; yields the API URL. The database is dropped after."""
+    PREFECT_API_URL while the module runs; yields the API URL. The database is dropped after.
+
+    A module's `PREFECT_SERVICES_ON` names services to keep on (e.g. "TRIGGERS")."""
     if not POSTGRES_URL:
         pytest.skip("needs UPLOAD_JOBS_TEST_POSTGRES_URL: the Prefect server runs on PostgreSQL")
     name = f"prefect_it_{uuid.uuid4().hex[:10]}"
@@ -254,6 +258,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # Off, so the 2-core machine's CPU goes to the flow runs.
         **unused_services_off(),
     }
+    for service in getattr(request.module, "PREFECT_SERVICES_ON", ()):
+        env[f"PREFECT_SERVER_SERVICES_{service}_ENABLED"] = "true"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     command += ["--port", str(port)]
     server = start_managed("prefect-server", command, env, home / "server.log")

@@ -11,7 +11,7 @@ import pytest
 from upload_jobs.errors import ErrorKind, JobNotClaimable, JobNotFound
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc, utcnow
-from upload_jobs.jobs.outcomes import retry_backoff
+from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.store import JobStore
 
 LEASE = timedelta(minutes=10)
@@ -133,9 +133,9 @@ def test_a_mark_retried_after_its_commit_landed_is_not_an_error(database_url: st
 
 
 def test_retry_backoff_doubles_and_is_capped() -> None:
-    assert retry_backoff(1) == timedelta(minutes=1)
-    assert retry_backoff(3) == timedelta(minutes=4)
-    assert retry_backoff(50) == timedelta(hours=1)
+    assert RetryPolicy().backoff(1) == timedelta(minutes=1)
+    assert RetryPolicy().backoff(3) == timedelta(minutes=4)
+    assert RetryPolicy().backoff(50) == timedelta(hours=1)
 
 
 def _claim_all(

@@ -492,6 +492,8 @@ def test_classified_message_reads_for_people() -> None:
 
 
 def test_classified_message_redacts_a_secret_echoed_by_the_server() -> None:
+    # The client that sent the request read the secret; a server can only echo what it got.
+    make_s3_client(Settings(endpoint_url="http://127.0.0.1:9"))
     error = classify_upload_error(client_error("SignatureDoesNotMatch", 403, f"got {SECRET}"))
     assert SECRET not in str(error)
     assert "got ***" in str(error)

@@ -105,6 +105,7 @@ def _demo_environment(root: Path, endpoint_url: str) -> Iterator[None]:
         "AWS_ACCESS_KEY_ID": "demo-access-key",
         "AWS_SECRET_ACCESS_KEY": "demo-secret-key",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "UPLOAD_JOBS_AWS_CREDENTIALS_BLOCK": "",
         # The temporary Prefect server would otherwise try (and, offline, fail) to phone home.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }

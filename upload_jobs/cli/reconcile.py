@@ -46,6 +46,9 @@ def reconcile(
     Exit code 0 when every job could be checked, 1 otherwise.
     """
     with friendly_errors(json_output):
+        from tasks.credentials_block import read_blocks_from_prefect
+
+        read_blocks_from_prefect()
         settings = get_settings()
         client = spaces.make_s3_client(settings)
         # A missing bucket answers 404 for every key: every completed job would look lost.

@@ -131,7 +131,10 @@ def sweep(
         ),
     ] = None,
     max_attempts: Annotated[
-        int | None, typer.Option(min=1, help="Skip jobs tried this often (default: 5).")
+        int | None,
+        typer.Option(
+            min=1, help="Skip jobs tried this often (default: UPLOAD_JOBS_MAX_ATTEMPTS, 5)."
+        ),
     ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Local mode: retries at once (default: 2).")

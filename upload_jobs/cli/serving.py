@@ -73,6 +73,13 @@ def setup(
         int,
         typer.Option(min=1, help="Uploads at once across all workers (Spaces request rate)."),
     ] = 4,
+    credentials_block: Annotated[
+        str | None,
+        typer.Option(
+            help="Also save this environment's Spaces key (AWS_ACCESS_KEY_ID, ...) with "
+            "UPLOAD_JOBS_REGION and UPLOAD_JOBS_ENDPOINT_URL as this AwsCredentials block.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create the video-uploads work pool and the ffmpeg/upload slot limits on the Prefect server.
@@ -82,8 +89,16 @@ def setup(
     with friendly_errors(json_output):
         from deployments.setup import set_up_prefect
 
-        resources = [dataclasses.asdict(r) for r in set_up_prefect(ffmpeg_slots, upload_slots)]
+        made = set_up_prefect(ffmpeg_slots, upload_slots, credentials_block)
+        resources = [dataclasses.asdict(r) for r in made]
         if json_output:
             presenters.print_json(console, resources)
             return
         console.print(presenters.rows_table("Prefect server setup", resources))
+        if credentials_block:
+            console.print(
+                f"Workers read the key from the block with "
+                f"UPLOAD_JOBS_AWS_CREDENTIALS_BLOCK={credentials_block}; they need no AWS_* "
+                "variables then.",
+                highlight=False,
+            )

@@ -97,6 +97,8 @@ class HeldLease:
         self._stop = threading.Event()
         self._interrupted: str | None = None
         self._lost = False
+        # The job as the interruption left it, once the block ended with one.
+        self.released: UploadJob | None = None
         self._thread = threading.Thread(
             target=self._renew, name=f"lease-job-{self.claim.job_id}", daemon=True
         )
@@ -157,7 +159,9 @@ class HeldLease:
         """The job back to failed and due now, its attempt interrupted (the second Ctrl-C that
         cuts this short leaves the lease to run out)."""
         try:
-            self.store.mark_interrupted(self.claim, self.report, f"The run was {reason}")
+            self.released = self.store.mark_interrupted(
+                self.claim, self.report, f"The run was {reason}"
+            )
         except Exception as exc:  # the lease runs out in its time: say so, keep the exit going
             logger.warning("Could not release upload job %s: %s", self.claim.job_id, exc)
 

@@ -3,7 +3,7 @@ interrupted (due at once); only the run holding the lease may record it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -14,17 +14,10 @@ from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.claims import ClaimedJob
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.table import JobTable
 
-# Backoff before a failed job is due again: 1 min, 2 min, 4 min ... capped at 1 h.
-RETRY_BACKOFF_BASE = timedelta(minutes=1)
-RETRY_BACKOFF_CAP = timedelta(hours=1)
-
-
-def retry_backoff(attempts: int) -> timedelta:
-    """How long a job that failed `attempts` times waits before it is due again."""
-    exponent = max(0, min(attempts - 1, 20))
-    return min(RETRY_BACKOFF_BASE * (2**exponent), RETRY_BACKOFF_CAP)
+DEFAULT_POLICY = RetryPolicy()
 
 
 class JobOutcomes(JobTable):
@@ -53,16 +46,22 @@ class JobOutcomes(JobTable):
         return self._finish(claim, job_values, attempt_values, now)
 
     def mark_failed(
-        self, claim: ClaimedJob, report: AttemptReport, error: str, error_kind: ErrorKind
+        self,
+        claim: ClaimedJob,
+        report: AttemptReport,
+        error: str,
+        error_kind: ErrorKind,
+        policy: RetryPolicy = DEFAULT_POLICY,
     ) -> UploadJob:
-        """Record a failed run: the job becomes failed with a reason and a next due time."""
+        """Record a failed run: the job becomes failed with a reason, due again after the
+        policy's backoff."""
         now = utcnow()
         job_values: dict[str, Any] = {
             "status": JobStatus.FAILED,
             "last_error": error,
             "error_kind": error_kind,
             "optimized_for_streaming": False,
-            "next_attempt_at": now + retry_backoff(claim.attempt_number),
+            "next_attempt_at": now + policy.backoff(claim.attempt_number),
         }
         if report.source_size_bytes is not None:
             job_values["source_size_bytes"] = report.source_size_bytes

@@ -26,6 +26,8 @@ class SweepReport:
     key_conflicts: list[int] = field(default_factory=list)
     picked: list[int] = field(default_factory=list)
     skipped_missing_source: list[int] = field(default_factory=list)
+    # Jobs a retry run is queued for already (an event-triggered one waiting out the backoff).
+    retry_queued: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
     optimized: list[int] = field(default_factory=list)
     fell_back: list[int] = field(default_factory=list)
@@ -46,6 +48,7 @@ class SweepReport:
             ("skipped: key holds another's object", self.key_conflicts),
             ("picked for retry", self.picked),
             ("skipped: source file missing", self.skipped_missing_source),
+            ("skipped: a retry run is queued", self.retry_queued),
             ("started on workers", sorted(self.flow_runs_started)),
             ("completed", self.completed),
             ("optimized for streaming", self.optimized),

@@ -3,18 +3,22 @@
 A boto3 client is thread-safe, but building one loads and parses botocore's endpoint and S3
 service JSON: 77 ms on an idle core, several times that while ffmpeg and other uploads run. A
 sweep builds one per upload, so a fresh client per call was the largest cost of a small job
-(README "Benchmarks"). A change to the AWS credential variables gets a new client.
+(README "Benchmarks"). A change to the AWS credential variables, or to the credentials block,
+gets a new client.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from upload_jobs.redaction import register_secrets
 from upload_jobs.settings import Settings
+from upload_jobs.storage.credentials import (
+    CredentialSource,
+    block_credentials,
+    environment_credentials,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -23,26 +27,17 @@ if TYPE_CHECKING:
 CACHED_CLIENTS = 16
 
 
-# Where boto3's standard chain finds credentials without a network call. A client is kept while
-# these stay the same; refreshable credentials (roles, SSO) refresh inside the client.
-CREDENTIAL_ENV_VARS = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)  # fmt: skip
-
-
 def make_s3_client(settings: Settings) -> S3Client:
-    """An S3 client for Spaces; credentials come from boto3's standard chain only."""
-    # A digest, so the cache's key never holds a secret itself.
-    environment = "\0".join(os.environ.get(name, "") for name in CREDENTIAL_ENV_VARS)
+    """An S3 client for Spaces, with the credentials of the block the settings name (and its
+    region and endpoint, where it sets them), else of boto3's standard chain."""
+    block = settings.aws_credentials_block
+    credentials = block_credentials(block) if block else environment_credentials()
     return _shared_client(
-        settings.endpoint_url,
-        settings.region,
+        credentials.endpoint_url or settings.endpoint_url,
+        credentials.region or settings.region,
         settings.s3_max_attempts,
         settings.upload_concurrency,
-        hashlib.sha256(environment.encode()).hexdigest(),
+        credentials,
     )
 
 
@@ -52,18 +47,17 @@ def _shared_client(
     region: str,
     max_attempts: int,
     upload_concurrency: int,
-    credentials_environment: str,
+    credentials: CredentialSource,
 ) -> S3Client:
-    """A new client for these settings; `credentials_environment` only keys the cache (the
-    client's own session resolves, and refreshes, the credentials)."""
+    """A new client for these settings and credentials (the client's session refreshes
+    refreshable ones)."""
     # Imported here: boto3 costs ~0.1 s to import, and `add`, `list` and `show` never need it.
-    import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session()
-    credentials = session.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
+    session = credentials.session()
+    resolved = session.get_credentials()
+    if resolved is not None:
+        frozen = resolved.get_frozen_credentials()
         register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
     config = Config(
         # boto3 >= 1.36 adds CRC32 trailers by default, which S3-compatible stores choke on.

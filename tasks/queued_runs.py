@@ -1,0 +1,50 @@
+"""Runs of `retry-upload-job/on-demand` that are queued or running, by job: what the sweep must
+not start a second run for."""
+
+from __future__ import annotations
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
+
+from deployments import RETRY_DEPLOYMENT
+
+# A retry run in one of these states will claim its job soon (Late runs are Scheduled ones).
+QUEUED_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+RUNS_PER_PAGE = 200
+
+
+def queued_retry_runs() -> dict[int, str]:
+    """Job id -> id of a `retry-upload-job/on-demand` run queued or running for it: above all
+    the runs triggers scheduled for after a backoff, which the sweep must not double. Empty
+    when the server has no such deployment (a temporary server)."""
+    queued: dict[int, str] = {}
+    seen = 0
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(RETRY_DEPLOYMENT)
+        except ObjectNotFound:
+            return queued
+        while True:
+            page = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=QUEUED_STATES))
+                ),
+                limit=RUNS_PER_PAGE,
+                offset=seen,
+            )
+            seen += len(page)
+            for run in page:
+                job_id = run.parameters.get("job_id")
+                if job_id is not None:
+                    queued[int(job_id)] = str(run.id)
+            if len(page) < RUNS_PER_PAGE:
+                return queued

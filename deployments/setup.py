@@ -80,7 +80,8 @@ def ensure_concurrency_limit(client: SyncPrefectClient, name: str, limit: int) -
 
 def save_credentials_block(name: str, settings: Settings) -> PrefectResource:
     """Save the Spaces key this environment has (boto3's chain) as the `AwsCredentials` block
-    `name`, with the settings' region and endpoint; the key is never shown."""
+    `name`, with the settings' region and endpoint; the secret is never shown. A temporary key
+    (with a session token) is refused."""
     import boto3
     from prefect_aws import AwsClientParameters, AwsCredentials
 
@@ -92,10 +93,16 @@ def save_credentials_block(name: str, settings: Settings) -> PrefectResource:
         )
     key = found.get_frozen_credentials()
     register_secrets(key.access_key, key.secret_key, key.token)
+    if key.token:
+        # prefect-aws keeps the session token as plain text: the UI would show it.
+        raise CredentialsUnavailable(
+            f"This environment's key is temporary (it has a session token): saved as {name!r} "
+            "it would stop working when it expires, and Prefect shows a block's session token "
+            "to anyone who can see blocks. Save a Spaces access key (no AWS_SESSION_TOKEN)."
+        )
     block = AwsCredentials(
         aws_access_key_id=key.access_key,
         aws_secret_access_key=key.secret_key,
-        aws_session_token=key.token,
         region_name=settings.region,
         aws_client_parameters=AwsClientParameters(endpoint_url=settings.endpoint_url),
     )

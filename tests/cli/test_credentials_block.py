@@ -100,7 +100,7 @@ def test_a_block_that_is_not_there_fails_the_job_saying_what_to_do(
     assert code == 1 and "No AWS credentials block 'no-such-block-here'" in output, output
 
 
-def test_setup_with_no_key_in_the_environment_says_what_to_set(
+def test_setup_without_a_lasting_key_in_the_environment_says_what_to_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     without_aws_environment(monkeypatch)
@@ -108,3 +108,10 @@ def test_setup_with_no_key_in_the_environment_says_what_to_set(
     assert code == 1, output
     assert "No AWS credentials in this environment to save as 'empty-handed'" in output
     assert "Traceback" not in output
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATEMPORARYKEY0001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "temporary-secret-0123456789")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "temporary-session-token-0123456789")
+    code, output = invoke("setup", "--credentials-block", "temporary")
+    assert code == 1 and "This environment's key is temporary" in output, output
+    assert "temporary-session-token-0123456789" not in output

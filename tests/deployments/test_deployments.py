@@ -15,6 +15,8 @@ from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.events.schemas.automations import AutomationCore
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.settings import get_current_settings
 from prefect.utilities.templating import apply_values
 from pydantic import ValidationError
@@ -25,12 +27,15 @@ from deployments import (
     SWEEP_DEPLOYMENT,
     WORK_POOL,
 )
+from deployments.event_triggers import retry_triggers
 from deployments.serve import build_deployments, describe
 from deployments.setup import ensure_work_pool
 from flows.retry_upload import retry_upload_job
 from flows.sweep import sweep_failed_uploads
 from tests.support.serving import delete_deployments
+from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.sweeping import SweepMode
+from upload_jobs.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,6 +113,7 @@ def test_prefect_deploy_all_registers_what_prefect_yaml_says() -> None:
         with get_client(sync_client=True) as client:
             retry = client.read_deployment_by_name(RETRY_DEPLOYMENT)
             sweep = client.read_deployment_by_name(SWEEP_DEPLOYMENT)
+            automations = {a.name: a for a in client.read_automations()}
     finally:
         delete_deployments()
     assert retry.work_pool_name == sweep.work_pool_name == WORK_POOL
@@ -115,6 +121,45 @@ def test_prefect_deploy_all_registers_what_prefect_yaml_says() -> None:
     assert sweep.parameters == {"mode": "distributed"}
     assert sweep.global_concurrency_limit and sweep.global_concurrency_limit.limit == 1
     assert [s.schedule.cron for s in sweep.schedules] == [DEFAULT_SWEEP_CRON]
+    # The event triggers became automations that run the retry deployment.
+    for trigger in retry_triggers(RetryPolicy()):
+        assert trigger.name is not None
+        [action] = automations[trigger.name].actions
+        assert getattr(action, "deployment_id", None) == retry.id
+
+
+def test_prefect_yaml_triggers_are_those_serve_builds_for_the_default_policy(
+    prefect_yaml: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = [
+        DeploymentEventTrigger.model_validate(trigger).model_dump(mode="json")
+        for trigger in by_name(prefect_yaml)[RETRY_DEPLOYMENT]["triggers"]
+    ]
+    for name in ("UPLOAD_JOBS_RETRY_BACKOFF_SECONDS", "UPLOAD_JOBS_MAX_ATTEMPTS"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    retry, _ = build_deployments()
+    served = [trigger.model_dump(mode="json") for trigger in retry.triggers]
+    assert declared == served
+    assert [t["schedule_after"] for t in served] == [60, 120, 240, 480]
+    assert all(
+        t["match"]["upload-job.retry-after-seconds"] == f"{t['schedule_after']:g}" for t in served
+    )
+
+    # Served with another policy, the triggers follow it: 5 s, 10 s, then no automatic retry.
+    monkeypatch.setenv("UPLOAD_JOBS_RETRY_BACKOFF_SECONDS", "5")
+    monkeypatch.setenv("UPLOAD_JOBS_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    retry, _ = build_deployments()
+    get_settings.cache_clear()
+    assert [t.schedule_after.total_seconds() for t in retry.triggers] == [5, 10]
+    assert "2 event triggers" in describe([retry])[0]["runs"]
+
+
+def test_the_automation_file_is_two_valid_automations() -> None:
+    loaded = yaml.safe_load((REPO_ROOT / "automations" / "notify-upload-failures.yaml").read_text())
+    automations = [AutomationCore.model_validate(a) for a in loaded["automations"]]
+    assert [a.trigger.threshold for a in automations] == [1, 5]  # type: ignore[union-attr]
 
 
 def test_served_deployments_names_schedule_and_one_sweep_at_a_time() -> None:

@@ -1,6 +1,7 @@
 """No credential the product holds ever shows: not in logs at DEBUG (botocore included), not in
 Prefect's flow runs, task runs, logs or artifacts, not on the jobs page or its API, not in the
-CLI's --json output, not in the errors the product raises.
+CLI's --json output, not in job events, not in the errors the product raises; nor when the key
+comes from a Prefect `AwsCredentials` block instead of the environment.
 
 Each test sets distinctive values for every credential (AWS access key id, secret key and
 session token; the web token; the PostgreSQL password), uses the real parts with them, collects
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.conftest import one_database
+from tests.support.job_events import wait_for_job_events
 from tests.support.ports import closed_port_url
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.secret_sightings import (
@@ -42,6 +44,7 @@ from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
+from upload_jobs.storage.credentials import forget_credentials_blocks
 from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.ownership import KeyOwner
 
@@ -172,6 +175,8 @@ def test_runs_pages_output_and_logs_never_show_a_credential(
         read_web(sightings, jobs)
         log_every_credential_verbatim(credentials)
         flow_runs = read_prefect_server(sightings, since)
+        events = wait_for_job_events(since, jobs[:3], count=3)
+        sightings.add("prefect events", *(event.model_dump_json() for event in events))
     sightings.add("prefect console", console.getvalue())
     sightings.add("logs", debug_logs.text)
     # Whatever else reached this process's file descriptors (subprocesses included).
@@ -194,10 +199,114 @@ def test_runs_pages_output_and_logs_never_show_a_credential(
     assert "InvalidAccessKeyId" in sightings.text("prefect task runs")
     prefect_logs = sightings.text("prefect logs")
     assert "Claimed upload job" in prefect_logs and "Access Key Id *** you" in prefect_logs
+    assert "Access Key Id *** you" in sightings.text("prefect events")
     artifacts = sightings.text("prefect artifacts")
     assert f"upload-job-{jobs[0]}-uploading" in artifacts and "sweep-report" in artifacts
     web = sightings.text("web")
     assert "InvalidAccessKeyId" in web and "openapi" in web and "X-Upload-Jobs-Token" in web
+
+
+@pytest.fixture
+def block_credentials(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server
+) -> Iterator[tuple[Credentials, str]]:
+    """Distinctive credentials saved only in an `AwsCredentials` block (never in this process's
+    environment, so only reading the block can teach the product to mask them), the runs given
+    just the block's name; yields them with an echoing proxy's block name too."""
+    from prefect_aws import AwsClientParameters, AwsCredentials
+
+    values = distinctive_credentials(settings.database_url)
+    monkeypatch.setenv("UPLOAD_JOBS_WEB_TOKEN", values.web_token)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("UPLOAD_JOBS_S3_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("UPLOAD_JOBS_UPLOAD_RETRIES", "0")
+    name = f"spaces-{uuid.uuid4().hex[:8]}"
+    with S3FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.fail_always(
+            403, "InvalidAccessKeyId", message=echoing_store_message(values), methods={"PUT"}
+        )
+        for block_name, endpoint in (
+            (name, s3_server.endpoint_url),
+            (f"{name}-echo", proxy.endpoint_url),
+        ):
+            AwsCredentials(
+                aws_access_key_id=values.access_key,
+                aws_secret_access_key=values.secret_key,
+                aws_session_token=values.session_token,
+                region_name="us-east-1",
+                aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
+            ).save(block_name, overwrite=True)
+        use_settings(monkeypatch, aws_credentials_block=name)
+        monkeypatch.delenv("UPLOAD_JOBS_ENDPOINT_URL")
+        forget_credentials_blocks()
+        yield values, name
+    forget_credentials_blocks()
+    get_settings.cache_clear()
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+@one_database
+def test_credentials_from_a_block_never_show(
+    settings: Settings,
+    block_credentials: tuple[Credentials, str],
+    debug_logs: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    clip: Callable[[str, str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    credentials, block = block_credentials
+    since = datetime.now(UTC)
+    sightings = Sightings()
+    with prefect_console() as console:
+        code, added = cli_json(sightings, "add", str(clip("moov_at_end", "good.mp4")))
+        completed = added["id"]
+        code, outcome = cli_json(sightings, "retry", str(completed))
+        assert code == 0 and outcome["job"]["status"] == "completed", outcome
+        # A permanent failure from a store quoting the block's key id and token back.
+        code, added = cli_json(sightings, "add", str(clip("faststart", "refused.mp4")))
+        refused = added["id"]
+        use_settings(monkeypatch, aws_credentials_block=f"{block}-echo")
+        code, outcome = cli_json(sightings, "retry", str(refused))
+        assert code == 1 and outcome["job"]["error_kind"] == "upload_permanent", outcome
+        use_settings(monkeypatch, aws_credentials_block=block)
+        code, _ = cli_json(sightings, "reconcile")
+        jobs = [completed, refused]
+        read_web(sightings, jobs)
+        flow_runs = read_prefect_server(sightings, since)
+        events = wait_for_job_events(since, jobs, count=2)
+        sightings.add("prefect events", *(event.model_dump_json() for event in events))
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            # As the UI and `prefect block inspect` read it (the API hands secrets only on
+            # request, to whoever may read blocks at all).
+            document = client.read_block_document_by_name(
+                block, "aws-credentials", include_secrets=False
+            )
+        block_document = document.model_dump_json()
+    sightings.add("prefect console", console.getvalue())
+    sightings.add("logs", debug_logs.text)
+    sightings.add("stdout and stderr", *capfd.readouterr())
+
+    leaks = sightings.leaks(credentials)
+    assert not leaks, "\n".join(leaks)
+    logs = sightings.text("logs")
+    assert "Authorization" in logs and "Credential=***" in logs, "botocore DEBUG was captured"
+    assert "X-Amz-Security-Token" in logs, "requests carried the block's session token"
+    assert "Access Key Id *** you provided" in sightings.text("cli retry")
+    assert flow_runs >= 2 and '"job_id":' in sightings.text("prefect flow runs")
+    assert "Access Key Id *** you" in sightings.text("prefect logs")
+    events_text = sightings.text("prefect events")
+    assert "upload-job.completed" in events_text and "Access Key Id *** you" in events_text
+    # The block itself, as the UI shows it: prefect-aws keeps the key id (which AWS treats as
+    # not secret) and a session token as plain text, the secret masked; `upload-jobs setup`
+    # refuses to save a session token (tests/cli/test_credentials_block.py).
+    assert credentials.secret_key not in block_document
+    assert '"aws_secret_access_key":"********"' in block_document
+    assert "InvalidAccessKeyId" in sightings.text("web")
 
 
 def test_errors_the_product_raises_never_name_a_credential(

@@ -1,13 +1,16 @@
-"""Runs of `retry-upload-job/on-demand` that are queued or running, by job: what the sweep must
-not start a second run for."""
+"""Runs of `retry-upload-job/on-demand` that are queued, by job: what the sweep must not start
+a second run for."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -16,17 +19,24 @@ from prefect.exceptions import ObjectNotFound
 
 from deployments import RETRY_DEPLOYMENT
 
-# A retry run in one of these states will claim its job soon (Late runs are Scheduled ones).
-QUEUED_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+# A run in one of these states will claim its job soon (Late runs are Scheduled ones). Not
+# Running ones: a running run has claimed its job already (not due, so not picked), and one
+# whose process died stays Running on the server while the sweep must take its job back.
+QUEUED_STATES = [StateType.SCHEDULED, StateType.PENDING]
+# Nothing picked up a run meant to start this long ago (no runner or worker serves it, or one
+# died starting it): the sweep retries its job instead of waiting on it.
+STALE_AFTER = timedelta(minutes=15)
 RUNS_PER_PAGE = 200
 
 
 def queued_retry_runs() -> dict[int, str]:
-    """Job id -> id of a `retry-upload-job/on-demand` run queued or running for it: above all
-    the runs triggers scheduled for after a backoff, which the sweep must not double. Empty
-    when the server has no such deployment (a temporary server)."""
+    """Job id -> id of a `retry-upload-job/on-demand` run scheduled or starting for it, due
+    within the last 15 minutes or later: above all the runs triggers scheduled for after a
+    backoff, which the sweep must not double. Empty when the server has no such deployment (a
+    temporary server)."""
     queued: dict[int, str] = {}
     seen = 0
+    not_stale = datetime.now(UTC) - STALE_AFTER
     with get_client(sync_client=True) as client:
         try:
             deployment = client.read_deployment_by_name(RETRY_DEPLOYMENT)
@@ -36,7 +46,8 @@ def queued_retry_runs() -> dict[int, str]:
             page = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
                 flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=QUEUED_STATES))
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=QUEUED_STATES)),
+                    expected_start_time=FlowRunFilterExpectedStartTime(after_=not_stale),
                 ),
                 limit=RUNS_PER_PAGE,
                 offset=seen,

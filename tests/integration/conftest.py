@@ -266,6 +266,9 @@ def prefect_api(
     try:
         _wait_healthy(server, api_url)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            # The events worker is one per process and keeps the server it was made for: an
+            # earlier test's would send this module's events to the session's server.
+            EventsWorker.drain_all(timeout=10)
             yield api_url
     finally:
         # Logs and events of flows run in this process, still queued for this server, go

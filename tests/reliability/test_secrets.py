@@ -94,6 +94,17 @@ def log_every_credential_verbatim(credentials: Credentials) -> None:
         logging.getLogger("some.library").debug("header or URL with %s: %s", name, value)
 
 
+def add_and_retry(sightings: Sightings, source: Path, ends: str) -> int:
+    """`add` then `retry` with --json, which must end `ends` (completed or an error kind);
+    the job's id."""
+    _, added = cli_json(sightings, "add", str(source))
+    code, outcome = cli_json(sightings, "retry", str(added["id"]))
+    succeeded = ends == "completed"
+    ended = outcome["job"]["status" if succeeded else "error_kind"]
+    assert code == (0 if succeeded else 1) and ended == ends, outcome
+    return int(added["id"])
+
+
 def run_cli_scenario(
     sightings: Sightings,
     credentials: Credentials,
@@ -106,21 +117,15 @@ def run_cli_scenario(
     transient S3 failure, a missing bucket and an unreachable job database; the jobs' ids."""
     settings = get_settings()
     # A successful run: remuxed, uploaded (progress artifacts), marked completed.
-    code, added = cli_json(sightings, "add", str(clip("moov_at_end", "good.mp4")))
-    completed = added["id"]
-    code, outcome = cli_json(sightings, "retry", str(completed))
-    assert code == 0 and outcome["job"]["status"] == "completed", outcome
+    completed = add_and_retry(sightings, clip("moov_at_end", "good.mp4"), "completed")
 
     # A permanent failure from a store that quotes the key id and session token back.
-    code, added = cli_json(sightings, "add", str(clip("faststart", "refused.mp4")))
-    refused = added["id"]
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
         message = echoing_store_message(credentials)
         proxy.fail_always(403, "InvalidAccessKeyId", message=message, methods={"PUT"})
         use_settings(monkeypatch, endpoint_url=proxy.endpoint_url)
-        code, outcome = cli_json(sightings, "retry", str(refused))
-    assert code == 1 and outcome["job"]["error_kind"] == "upload_permanent", outcome
-    assert "InvalidAccessKeyId" in outcome["message"]
+        refused = add_and_retry(sightings, clip("faststart", "refused.mp4"), "upload_permanent")
+    assert "InvalidAccessKeyId" in sightings.text("cli retry")
 
     # A transient failure: nothing listens at the endpoint.
     code, added = cli_json(sightings, "add", str(clip("faststart", "unreachable.mp4")))
@@ -261,18 +266,13 @@ def test_credentials_from_a_block_never_show(
     since = datetime.now(UTC)
     sightings = Sightings()
     with prefect_console() as console:
-        code, added = cli_json(sightings, "add", str(clip("moov_at_end", "good.mp4")))
-        completed = added["id"]
-        code, outcome = cli_json(sightings, "retry", str(completed))
-        assert code == 0 and outcome["job"]["status"] == "completed", outcome
+        completed = add_and_retry(sightings, clip("moov_at_end", "good.mp4"), "completed")
         # A permanent failure from a store quoting the block's key id and token back.
-        code, added = cli_json(sightings, "add", str(clip("faststart", "refused.mp4")))
-        refused = added["id"]
         use_settings(monkeypatch, aws_credentials_block=f"{block}-echo")
-        code, outcome = cli_json(sightings, "retry", str(refused))
-        assert code == 1 and outcome["job"]["error_kind"] == "upload_permanent", outcome
+        refused = add_and_retry(sightings, clip("faststart", "refused.mp4"), "upload_permanent")
         use_settings(monkeypatch, aws_credentials_block=block)
         code, _ = cli_json(sightings, "reconcile")
+        assert code == 0, "reconcile read the block too"
         jobs = [completed, refused]
         read_web(sightings, jobs)
         flow_runs = read_prefect_server(sightings, since)

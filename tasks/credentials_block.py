@@ -12,12 +12,18 @@ def load_credentials_block(name: str) -> BlockCredentials:
     """Read the block from the Prefect server; one sentence saying what to do when it cannot."""
     # Imported here: prefect-aws imports boto3 and aiobotocore, which most runs never need.
     from prefect.settings import get_current_settings
+
+    server = get_current_settings().api.url
+    if not server:  # a temporary server would start (20 s) only to hold no block
+        raise CredentialsUnavailable(
+            f"The AWS credentials block {name!r} ({BLOCK_SETTING}) lives on a Prefect server, "
+            "and none is configured: set PREFECT_API_URL to the server that holds it."
+        )
     from prefect_aws import AwsCredentials
 
     try:
         block: AwsCredentials = AwsCredentials.load(name, _sync=True)  # type: ignore[assignment,call-arg]
     except ValueError:  # Prefect's "Unable to find block document named ..."
-        server = get_current_settings().api.url or "the temporary Prefect server"
         raise CredentialsUnavailable(
             f"No AWS credentials block {name!r} ({BLOCK_SETTING}) on the Prefect server at "
             f"{server}: save it there with `upload-jobs setup --credentials-block {name}`."

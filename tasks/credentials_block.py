@@ -4,7 +4,6 @@ credentials`, which cannot import Prefect itself), installed when the `tasks` pa
 from __future__ import annotations
 
 from upload_jobs.errors import CredentialsUnavailable
-from upload_jobs.redaction import register_secrets
 from upload_jobs.storage.credentials import BLOCK_SETTING, BlockCredentials, use_block_loader
 
 
@@ -33,12 +32,6 @@ def load_credentials_block(name: str) -> BlockCredentials:
             f"Could not read the AWS credentials block {name!r} ({BLOCK_SETTING}) from the "
             f"Prefect server: {type(exc).__name__}. Is the server at PREFECT_API_URL up?"
         ) from None
-    secret = block.aws_secret_access_key
-    register_secrets(
-        block.aws_access_key_id,
-        secret.get_secret_value() if secret is not None else None,
-        block.aws_session_token,
-    )
     return BlockCredentials(
         name=name,
         session=block.get_boto3_session(),

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from upload_jobs.errors import CredentialsUnavailable
-from upload_jobs.redaction import register_secrets
 
 if TYPE_CHECKING:
     import boto3
@@ -89,8 +88,8 @@ def block_credentials(name: str) -> CredentialSource:
             f"The AWS credentials block {name!r} ({BLOCK_SETTING}) holds no key: save one in it "
             f"with `upload-jobs setup --credentials-block {name}`."
         )
+    # Masked once the client is made (`clients._shared_client`), as environment keys are.
     frozen = credentials.get_frozen_credentials()
-    register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
     secret = "\0".join([name, frozen.access_key or "", frozen.secret_key or "", frozen.token or ""])
     return CredentialSource(hashlib.sha256(secret.encode()).hexdigest(), block)
 

@@ -114,7 +114,7 @@ def describe(deployments: list[RunnerDeployment]) -> list[dict[str, str]]:
         if deployment.concurrency_limit == 1:
             runs += ", one at a time"
         if deployment.triggers:
-            runs += f", after transient failures ({len(deployment.triggers)} event triggers)"
+            runs += f" + {len(deployment.triggers)} event triggers"
         parameters = ", ".join(f"{k}={v}" for k, v in deployment.parameters.items())
         rows.append(
             {

@@ -22,7 +22,7 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
 from upload_jobs.storage.ownership import KeyOwner
-from upload_jobs.storage.resume import MultipartUpload, digests_of
+from upload_jobs.storage.resume import MultipartUpload, digests_of, planned_part_bytes
 from upload_jobs.storage.upload_body import UploadBody
 
 RETRY_JITTER_FACTOR = 0.5
@@ -56,7 +56,10 @@ def upload_to_spaces(
     job_id = progress_target.job_id
     resume = resumable_upload(job_id)
     digests = digests_of(
-        body, resume.part_bytes if resume and resume.size_bytes == body.size else None
+        body,
+        planned_part_bytes(
+            body.size, settings.multipart_threshold_bytes, settings.multipart_chunk_bytes, resume
+        ),
     )
     owner = KeyOwner(job_id, uploaded_before(job_id))
     record_upload_intent(progress_target, body.size, digests.sha256, optimized)

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real job database (SQLite, and PostgreSQL when configured), moto's S3
-server over HTTP, one Prefect test server per session, and sample clips made with ffmpeg."""
+"""Shared fixtures: a real job database (SQLite, and PostgreSQL when configured), S3 over HTTP
+(moto's server, and a real Ceph RGW where its packages are installed), one Prefect test server
+per session, and sample clips made with ffmpeg."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.support.prefect_services import unused_services_off
+from tests.support.s3_backends import (
+    MOTO,
+    RGW,
+    S3_BACKENDS,
+    S3Backend,
+    backend_missing,
+    running_backend,
+)
 from tests.support.serving import ServeProcess, delete_deployments
 from upload_jobs.jobs.database import dispose_engines
 from upload_jobs.media import samples
 from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import ensure_bucket, make_s3_client
 
 POSTGRES_URL = os.environ.get("UPLOAD_JOBS_TEST_POSTGRES_URL")
@@ -71,11 +79,45 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield url
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that talks to S3 runs against each backend (`[moto]`, `[rgw]`), unless it is
+    marked `moto_only` (it talks to S3 only to set up, or tests moto itself)."""
+    if "s3_server" in metafunc.fixturenames:
+        only_moto = metafunc.definition.get_closest_marker("moto_only") is not None
+        backends = [MOTO] if only_moto else list(S3_BACKENDS)
+        metafunc.parametrize("s3_server", backends, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On RGW, a test that runs with both job databases keeps only PostgreSQL (as a scaled-out
+    setup has): the databases' dialects are what its `[moto]` runs cover."""
+
+    def params(item: pytest.Item) -> dict[str, object]:
+        return dict(getattr(getattr(item, "callspec", None), "params", {}))
+
+    def variant(item: pytest.Item, database: str) -> tuple[str, str]:
+        others = {k: v for k, v in params(item).items() if k != "database_url"}
+        return item.nodeid.split("[")[0], repr(sorted(others.items())) + database
+
+    on_rgw = [item for item in items if params(item).get("s3_server") == RGW]
+    with_postgres = {variant(item, "") for item in on_rgw if params(item).get("database_url")
+                     == "postgresql"}  # fmt: skip
+    dropped = [item for item in on_rgw if params(item).get("database_url") == "sqlite"
+               and variant(item, "") in with_postgres]  # fmt: skip
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[LocalS3Server]:
-    """moto's S3 on 127.0.0.1 over real HTTP, for the whole session."""
-    with LocalS3Server() as server:
-        yield server
+def s3_server(request: pytest.FixtureRequest) -> Iterator[S3Backend]:
+    """An S3 server on 127.0.0.1 over real HTTP, for the whole session: moto's, or a real Ceph
+    RGW (skipped, saying how to install it, where its packages are missing)."""
+    name = getattr(request, "param", MOTO)
+    if missing := backend_missing(name):
+        pytest.skip(missing)
+    with running_backend(name) as backend:
+        yield backend
 
 
 @pytest.fixture
@@ -94,7 +136,7 @@ def settings(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     database_url: str,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     aws_credentials: None,
 ) -> Iterator[Settings]:
     """Settings pointing at this test's database, work dir and its own bucket."""
@@ -112,6 +154,7 @@ def settings(
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    s3_server.allow(TEST_ACCESS_KEY, TEST_SECRET_KEY)
     get_settings.cache_clear()
     current = get_settings()
     ensure_bucket(make_s3_client(current), bucket)

@@ -14,6 +14,9 @@ from tests.support.recordings import write_unfinished_recording
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 
+# What these test (the CLI's answers) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
 
 def test_add_list_show_json(settings: Settings, clip) -> None:
     source = clip("faststart", "x.mp4s/My Clip.MP4")

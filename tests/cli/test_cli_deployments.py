@@ -25,7 +25,8 @@ from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+# What these test (the CLI's answers) does not depend on S3: moto only.
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), pytest.mark.moto_only]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE_STARTUP_SECONDS = 60

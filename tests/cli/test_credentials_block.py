@@ -21,7 +21,8 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage.credentials import forget_credentials_blocks
 
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+# What these test (the CLI's answers) does not depend on S3: moto only.
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), pytest.mark.moto_only]
 one_database = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 

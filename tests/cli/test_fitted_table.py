@@ -131,6 +131,7 @@ def terminal_width(request: pytest.FixtureRequest) -> Iterator[int]:
     output.console.width = saved
 
 
+@pytest.mark.moto_only  # the tables' widths, not what S3 does
 def test_list_and_reconcile_fit_the_terminal(settings: Settings, clip, terminal_width: int) -> None:
     store = JobStore(settings.database_url)
     long_name = "a recording whose name goes on and on, as recorders name them.mp4"

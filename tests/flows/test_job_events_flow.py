@@ -12,11 +12,11 @@ import pytest
 
 from flows.retry_upload import retry_upload_job
 from tests.support.job_events import wait_for_job_events
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -31,7 +31,7 @@ def add_job(settings: Settings, source: Path) -> int:
 def test_each_attempt_ends_with_its_documented_events(
     settings: Settings,
     clip: Callable[[str, str], Path],
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:

@@ -16,14 +16,15 @@ from sqlmodel import col
 from flows.retry_upload import retry_upload_job
 from tests.support.command_line import invoke
 from tests.support.digitalocean_api import PURGE_PATH, DigitalOceanApi
+from tests.support.s3_backends import S3Backend
 from tests.support.secret_sightings import Sightings, prefect_console, read_prefect_server
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.database import get_engine
 from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
-from upload_jobs.storage.spaces import find_existing_object, make_s3_client
+from upload_jobs.storage.objects import find_existing_object
+from upload_jobs.storage.spaces import make_s3_client
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -32,7 +33,7 @@ CDN_ENDPOINT = "5d2b4c8e-6f1a-4b3c-9d7e-0a1b2c3d4e5f"
 
 
 def test_the_pipelines_same_named_files_each_keep_their_own_video(
-    settings: Settings, clip, s3_server: LocalS3Server
+    settings: Settings, clip, s3_server: S3Backend
 ) -> None:
     days = [clip("moov_at_end", f"rec/2026-11-2{n}/merged.mp4") for n in (3, 4)]
     ids = []
@@ -58,7 +59,7 @@ def test_the_pipelines_same_named_files_each_keep_their_own_video(
 
 
 def test_a_file_put_at_the_jobs_key_by_hand_fails_the_job_and_stays(
-    settings: Settings, clip, s3_server: LocalS3Server
+    settings: Settings, clip, s3_server: S3Backend
 ) -> None:
     source = clip("moov_at_end", "talk.mp4")
     store = JobStore(settings.database_url)

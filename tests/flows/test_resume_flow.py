@@ -5,6 +5,7 @@ a resumable upload alone and aborts it once its job is done with it."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from flows.sweep import sweep_failed_uploads
 from tests.support import mp4_files
 from tests.support.bucket_audit import kept_for_resume, open_parts
 from tests.support.recordings import write_unfinished_recording
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.settings_env import multipart_in_parts_of, set_env, use_settings
 from upload_jobs.jobs.database import get_engine
@@ -25,8 +27,7 @@ from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, utcnow
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
-from upload_jobs.storage.spaces import make_s3_client
+from upload_jobs.storage.spaces import list_open_multipart_uploads, make_s3_client
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -35,7 +36,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def parts_of_5_mib(
-    settings: Settings, s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, s3_server: S3Backend, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[S3FaultProxy]:
     """Uploads in 5 MiB parts, one at a time, one task retry, through a fault proxy."""
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
@@ -177,3 +178,53 @@ def test_the_sweep_keeps_a_resumable_upload_and_aborts_it_once_its_job_is_done_w
     report = sweep(limit=10, return_state=True).result()
     assert (report.aborted_multipart_uploads, report.kept_multipart_uploads) == (1, 0)
     assert open_parts(settings) == 0 and store.get_job(job_id).status == JobStatus.FAILED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("status", "code", "kinds"),
+    [
+        (404, "NoSuchKey", None),  # RGW's answer for an upload that is gone
+        (403, "AccessDenied", None),
+        (500, "InternalError", None),
+        (403, "AccessDenied", {"upload_part"}),  # listed fine, its parts refused for good
+        (500, "InternalError", {"upload_part"}),  # listed fine, its parts refused every time
+    ],
+    ids=["gone-NoSuchKey", "all-refused-403", "all-refused-500", "parts-403", "parts-500"],
+)
+def test_no_failure_repeats_on_every_retry_because_of_a_kept_upload(
+    settings: Settings,
+    parts_of_5_mib: S3FaultProxy,
+    tmp_path: Path,
+    status: int,
+    code: str,
+    kinds: set[str] | None,
+) -> None:
+    # The rule, whatever the endpoint does with an upload the job kept: a retry can succeed.
+    ffmpeg = resolve_ffmpeg()
+    source = mp4_files.noisy_clip(tmp_path / "videos" / "kept.mp4", ffmpeg)
+    store = JobStore(settings.database_url)
+    job_id = failed_at_part(parts_of_5_mib, settings, source, 2)
+    kept = store.list_attempts(job_id)[0].multipart_upload_id
+    parts_of_5_mib.fail_always(status, code, message="", upload_id=kept, kinds=kinds)
+
+    statuses = []
+    for _ in range(4):
+        retry_upload_job(job_id, return_state=True)
+        statuses.append(store.get_job(job_id).status)
+        if statuses[-1] == JobStatus.COMPLETED:
+            break
+
+    attempts = store.list_attempts(job_id)
+    assert statuses[-1] == JobStatus.COMPLETED, [a.error for a in attempts]
+    assert attempts[-1].multipart_upload_id != kept, "the last attempt started a fresh upload"
+    # A permanent failure gives the upload up at once; the same failure twice in a row, then.
+    failures = Counter((a.error_kind, a.error) for a in attempts[1:-1])
+    assert max(failures.values(), default=0) <= 2, failures
+    parts_of_5_mib.clear_faults()
+    client = make_s3_client(get_settings())
+    for upload in list_open_multipart_uploads(client, settings.bucket):
+        client.abort_multipart_upload(
+            Bucket=settings.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+    assert open_parts(settings) == 0

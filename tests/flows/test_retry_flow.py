@@ -31,6 +31,7 @@ from sqlmodel import col
 from flows.retry_upload import retry_upload_job
 from tests.conftest import sha256_of
 from tests.support.recordings import write_unfinished_recording
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.database import get_engine
 from upload_jobs.jobs.models import JobStatus, UploadJob
@@ -40,7 +41,6 @@ from upload_jobs.media.mp4 import read_layout
 from upload_jobs.media.remux import build_remux_args, resolve_ffmpeg
 from upload_jobs.media.startup import startup_cost
 from upload_jobs.settings import Preset, Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import list_open_multipart_uploads, make_s3_client
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
@@ -87,7 +87,7 @@ media_and_s3_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect
 
 @pytest.fixture
 def fault_proxy(
-    settings: Settings, s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, s3_server: S3Backend, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[S3FaultProxy]:
     """Route the flow's S3 traffic through a proxy that counts requests and injects faults."""
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
@@ -372,7 +372,7 @@ def test_object_already_uploaded_is_not_sent_again(
 
 
 def test_two_runs_started_at_once_give_one_runner(
-    settings: Settings, clip, s3_server: LocalS3Server
+    settings: Settings, clip, s3_server: S3Backend
 ) -> None:
     job_id = add_failed_job(settings, clip("moov_at_end", "race.mp4"))
     command = [sys.executable, "-m", "upload_jobs.cli", "retry", str(job_id)]

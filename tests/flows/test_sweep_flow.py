@@ -16,12 +16,12 @@ from prefect.client.orchestration import get_client
 from flows.sweep import sweep_failed_uploads
 from tests.conftest import one_database
 from tests.support.leases import expire_lease
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import SweepReport
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -141,7 +141,7 @@ def test_missing_bucket_stops_the_sweep_before_any_retry(
 def test_breaker_stops_after_consecutive_permanent_failures(
     settings: Settings,
     clip: Callable[[str, str], Path],
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     jobs = [failed_job(settings, clip("faststart", f"{n}.mp4")) for n in range(5)]
@@ -160,7 +160,7 @@ def test_breaker_stops_after_consecutive_permanent_failures(
 
 @one_database  # the claim's SQL under contention is test_store's subject, on both
 def test_two_sweeps_at_once_upload_each_job_once(
-    settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server
+    settings: Settings, clip: Callable[[str, str], Path], s3_server: S3Backend
 ) -> None:
     jobs = [failed_job(settings, clip("faststart", f"race-{n}.mp4")) for n in range(6)]
     reports: list[SweepReport] = []

@@ -35,7 +35,8 @@ from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_api")]
+# What these test (workers and triggers) does not depend on S3: moto only.
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_api"), pytest.mark.moto_only]
 
 # The `prefect_api` server keeps its triggers service on here (conftest).
 PREFECT_SERVICES_ON = ("TRIGGERS",)

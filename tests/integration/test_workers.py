@@ -36,21 +36,23 @@ from tests.integration.conftest import (
 from tests.support.bucket_audit import store_writes_per_key
 from tests.support.prefect_runs import runs_of
 from tests.support.recordings import write_unfinished_recording
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, as_utc
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import file_sha256, list_open_multipart_uploads, make_s3_client
 
+# What these test (workers and triggers) does not depend on S3: moto only.
 pytestmark = [
     pytest.mark.flow,
     pytest.mark.usefixtures("prefect_api"),
     pytest.mark.skipif(
         not sys.platform.startswith("linux"), reason="worker process trees come from /proc"
     ),
+    pytest.mark.moto_only,
 ]
 
 T = TypeVar("T")
@@ -172,7 +174,7 @@ def median_of(values: list[float | None]) -> str:
 def test_two_sweeps_over_two_workers_upload_each_job_exactly_once(
     settings: Settings,
     clip: Callable[[str, str], Path],
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     start_worker: StartWorker,
     fresh_runs: UUID,
 ) -> None:
@@ -252,7 +254,7 @@ def test_two_sweeps_over_two_workers_upload_each_job_exactly_once(
 
 def test_worker_killed_mid_upload_is_recovered_by_the_next_sweep(
     settings: Settings,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     start_worker: StartWorker,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -26,6 +26,10 @@ from upload_jobs.jobs.models import JobStatus, UploadJob, utcnow
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 
+# What these test (the job table) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

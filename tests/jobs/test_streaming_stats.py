@@ -19,6 +19,10 @@ from upload_jobs.media.startup import StartupCost
 from upload_jobs.media.streaming import StreamingPath
 from upload_jobs.settings import Settings
 
+# What these test (the job table) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
+
 MB = 1024 * 1024
 
 

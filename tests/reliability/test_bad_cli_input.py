@@ -52,6 +52,9 @@ file_names = (
     | st.sampled_from(["clip.MP4", "my clip.mp4", "\u202eevil.mov", "e\u0301.mp4", "a\nb.mp4"])
 ).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 255)
 
+# What these test (input refused up front) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
 
 def invoke(*args: str) -> Result:
     """Run the CLI in-process, keeping whatever it raised in `result.exception`."""

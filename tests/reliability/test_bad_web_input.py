@@ -32,6 +32,9 @@ from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 
+# What these test (input refused up front) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
 
 def assert_answered(response: Response) -> None:
     """Below 500, no traceback, and every 4xx says why in a JSON `detail` sentence."""

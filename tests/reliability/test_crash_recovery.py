@@ -24,12 +24,12 @@ from tests.support.bucket_audit import (
     temp_files_left,
 )
 from tests.support.leases import expire_lease
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 
@@ -48,7 +48,7 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 
 @pytest.mark.parametrize("reconcile", [True, False], ids=["reconcile", "re-run"])
 def test_run_killed_between_upload_and_mark_is_finished_without_a_second_upload(
-    settings: Settings, clip: Callable[[str, str], Path], s3_server: LocalS3Server, reconcile: bool
+    settings: Settings, clip: Callable[[str, str], Path], s3_server: S3Backend, reconcile: bool
 ) -> None:
     store = JobStore(settings.database_url)
     source = clip("moov_at_end", "killed after upload é.mp4")

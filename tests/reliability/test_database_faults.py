@@ -21,15 +21,21 @@ from tests.conftest import one_database, sha256_of
 from tests.reliability.test_crash_recovery import wait_for
 from tests.support.bucket_audit import one_job_outcome, store_writes_per_key
 from tests.support.leases import expire_lease
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.tcp_proxy import TcpProxy
 from upload_jobs.jobs.database import dispose_engines
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
+# What these test (the database's faults) does not depend on S3: moto only.
+pytestmark = [
+    pytest.mark.flow,
+    pytest.mark.usefixtures("prefect_server"),
+    one_database,
+    pytest.mark.moto_only,
+]
 
 # The mark task retries after 1, 2 and 4 s (tasks.jobs.MARK_RETRY_DELAYS): a 3 s outage ends
 # within its retries, a 10 s one outlasts them.
@@ -53,7 +59,7 @@ def database_proxy(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 @pytest.fixture
 def s3_proxy(
-    settings: Settings, s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, s3_server: S3Backend, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[S3FaultProxy]:
     """S3 through the fault proxy, so a test can act while the upload is being verified."""
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
@@ -105,7 +111,7 @@ def test_a_short_database_outage_during_marking_costs_a_retry(
     clip: Callable[[str, str], Path],
     database_proxy: TcpProxy,
     s3_proxy: S3FaultProxy,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
 ) -> None:
     source = clip("moov_at_end", "outage.mp4")
     original = sha256_of(source)
@@ -139,7 +145,7 @@ def test_an_outage_longer_than_the_retries_leaves_the_job_to_the_next_sweep(
     clip: Callable[[str, str], Path],
     database_proxy: TcpProxy,
     s3_proxy: S3FaultProxy,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
 ) -> None:
     source = clip("moov_at_end", "long outage.mp4")
     original = sha256_of(source)

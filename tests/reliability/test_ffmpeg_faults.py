@@ -11,13 +11,20 @@ import pytest
 from flows.retry_upload import retry_upload_job
 from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import one_job_outcome
+from tests.support.s3_backends import S3Backend
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
-from upload_jobs.storage.spaces import find_existing_object, make_s3_client
+from upload_jobs.storage.objects import find_existing_object
+from upload_jobs.storage.spaces import make_s3_client
 
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
+# What these test (ffmpeg dying) does not depend on S3: moto only.
+pytestmark = [
+    pytest.mark.flow,
+    pytest.mark.usefixtures("prefect_server"),
+    one_database,
+    pytest.mark.moto_only,
+]
 
 # Real ffmpeg, reading its input at the video's own pace (`-re`: the 2 s clip takes 2 s however
 # busy the machine is), SIGKILLed half a second after its output got its first bytes, as the OOM
@@ -62,7 +69,7 @@ def wrapped_ffmpeg(
 
 
 def run_and_audit(
-    settings: Settings, s3_server: LocalS3Server, source: Path, name: str, fault: str
+    settings: Settings, s3_server: S3Backend, source: Path, name: str, fault: str
 ) -> str:
     """Run the job's flow; check nothing was lost; return the recorded fallback reason."""
     store = JobStore(settings.database_url)
@@ -99,7 +106,7 @@ def run_and_audit(
 
 def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
     settings: Settings,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     clip: Callable[[str, str], Path],
     ffmpeg: str,
     tmp_path: Path,
@@ -122,7 +129,7 @@ def test_ffmpeg_killed_mid_remux_falls_back_to_the_original(
 
 def test_ffmpeg_out_of_disk_falls_back_to_the_original(
     settings: Settings,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     clip: Callable[[str, str], Path],
     ffmpeg: str,
     tmp_path: Path,

@@ -24,13 +24,13 @@ from prefect.states import Cancelling
 from tests.conftest import one_database, sha256_of
 from tests.support.bucket_audit import Outcome, kept_for_resume, open_parts, temp_files_left
 from tests.support.recordings import write_unfinished_recording
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadJob, as_utc, utcnow
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
 
@@ -80,7 +80,7 @@ def retry_process(env: dict[str, str], job_id: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def proxy(s3_server: LocalS3Server) -> Iterator[S3FaultProxy]:
+def proxy(s3_server: S3Backend) -> Iterator[S3FaultProxy]:
     with S3FaultProxy(s3_server.endpoint_url) as fault_proxy:
         yield fault_proxy
 

@@ -21,12 +21,12 @@ from tests.support.bucket_audit import (
 )
 from tests.support.fault_rules import Fault
 from tests.support.recordings import write_unfinished_recording
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.settings_env import multipart_in_parts_of, set_env
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
-from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.spaces import MiB
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server"), one_database]
@@ -42,7 +42,7 @@ NAME_STYLES = ["clip {n}.mp4", "Camera é {n}.MP4", "x.mp4s/clip-{n}.mp4", "talk
 def test_thirty_jobs_survive_a_fifth_of_requests_failing(
     settings: Settings,
     clip: Callable[[str, str], Path],
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

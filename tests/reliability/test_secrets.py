@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tests.conftest import one_database
 from tests.support.job_events import wait_for_job_events
 from tests.support.ports import closed_port_url
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.secret_sightings import (
     Credentials,
@@ -45,7 +46,6 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
 from upload_jobs.storage.credentials import forget_credentials_blocks
-from upload_jobs.storage.local_s3 import LocalS3Server
 from upload_jobs.storage.ownership import KeyOwner
 
 # Every logger whose DEBUG output could carry a credential: the AWS stack prints requests with
@@ -55,9 +55,11 @@ DEBUG_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "prefect", "uploa
 
 
 @pytest.fixture
-def credentials(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Credentials]:
+def credentials(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, s3_server: S3Backend
+) -> Iterator[Credentials]:
     """The distinctive credentials in the environment, as a user would set them."""
-    values = distinctive_credentials(settings.database_url)
+    values = distinctive_credentials(settings.database_url, s3_server)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", values.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", values.secret_key)
     monkeypatch.setenv("AWS_SESSION_TOKEN", values.session_token)
@@ -108,7 +110,7 @@ def add_and_retry(sightings: Sightings, source: Path, ends: str) -> int:
 def run_cli_scenario(
     sightings: Sightings,
     credentials: Credentials,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     clip: Callable[[str, str], Path],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -168,7 +170,7 @@ def test_runs_pages_output_and_logs_never_show_a_credential(
     credentials: Credentials,
     debug_logs: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     clip: Callable[[str, str], Path],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -213,14 +215,14 @@ def test_runs_pages_output_and_logs_never_show_a_credential(
 
 @pytest.fixture
 def block_credentials(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, s3_server: S3Backend
 ) -> Iterator[tuple[Credentials, str]]:
     """Distinctive credentials saved only in an `AwsCredentials` block (never in this process's
     environment, so only reading the block can teach the product to mask them), the runs given
     just the block's name; yields them with an echoing proxy's block name too."""
     from prefect_aws import AwsClientParameters, AwsCredentials
 
-    values = distinctive_credentials(settings.database_url)
+    values = distinctive_credentials(settings.database_url, s3_server)
     monkeypatch.setenv("UPLOAD_JOBS_WEB_TOKEN", values.web_token)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -313,7 +315,7 @@ def test_errors_the_product_raises_never_name_a_credential(
     settings: Settings,
     credentials: Credentials,
     debug_logs: pytest.LogCaptureFixture,
-    s3_server: LocalS3Server,
+    s3_server: S3Backend,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:

@@ -1,5 +1,6 @@
-"""What the storage tests share: moto's S3 over HTTP for the module, a fault proxy in front of it,
-a fresh bucket per test, fake credentials from the environment only, files to upload."""
+"""What the storage tests share: the session's S3 server (moto, and RGW where installed), a fault
+proxy in front of it, a fresh bucket per test, fake credentials from the environment only, files
+to upload."""
 
 from __future__ import annotations
 
@@ -11,20 +12,29 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
-from tests.support.uploads import SECRET, MiB, settings_for
-from upload_jobs.storage.local_s3 import LocalS3Server
+from tests.support.uploads import ACCESS_KEY, SECRET, MiB, settings_for
+from upload_jobs.storage.conditions import forget_endpoint_behaviour
 from upload_jobs.storage.spaces import ensure_bucket, make_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-@pytest.fixture(scope="module")
-def local_s3() -> Iterator[LocalS3Server]:
-    """moto's S3 on 127.0.0.1, for the test module."""
-    with LocalS3Server() as server:
-        yield server
+@pytest.fixture
+def local_s3(s3_server: S3Backend) -> S3Backend:
+    """The session's S3 server, with the storage tests' key allowed."""
+    s3_server.allow(ACCESS_KEY, SECRET)
+    return s3_server
+
+
+@pytest.fixture(autouse=True)
+def fresh_endpoint_behaviour() -> Iterator[None]:
+    """Each test learns how its endpoint takes conditional writes (proxies reuse ports)."""
+    forget_endpoint_behaviour()
+    yield
+    forget_endpoint_behaviour()
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +42,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials from the environment only; the host's AWS config stays out of it."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDUPLOADJOBSTEST")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "nyc3")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
@@ -41,7 +51,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def proxy(local_s3: LocalS3Server) -> Iterator[S3FaultProxy]:
+def proxy(local_s3: S3Backend) -> Iterator[S3FaultProxy]:
     """A proxy in front of moto that counts requests and injects faults."""
     local_s3.reset_counts()
     with S3FaultProxy(local_s3.endpoint_url) as fault_proxy:
@@ -49,7 +59,7 @@ def proxy(local_s3: LocalS3Server) -> Iterator[S3FaultProxy]:
 
 
 @pytest.fixture
-def direct(local_s3: LocalS3Server, aws_env: None) -> S3Client:
+def direct(local_s3: S3Backend, aws_env: None) -> S3Client:
     """A client straight to moto, for setup and inspection that the proxy must not count."""
     return make_s3_client(settings_for(local_s3.endpoint_url, "unused"))
 

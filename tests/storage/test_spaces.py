@@ -14,6 +14,7 @@ import pytest
 import urllib3.exceptions
 from botocore import exceptions as bce
 
+from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.uploads import CACHE, SECRET, MiB, settings_for, upload
 from upload_jobs.errors import (
@@ -24,6 +25,7 @@ from upload_jobs.errors import (
 )
 from upload_jobs.settings import Settings
 from upload_jobs.storage.local_s3 import LocalS3Server
+from upload_jobs.storage.objects import find_existing_object
 from upload_jobs.storage.resume import BodyDigests
 from upload_jobs.storage.spaces import (
     UploadResult,
@@ -31,7 +33,6 @@ from upload_jobs.storage.spaces import (
     classify_upload_error,
     ensure_bucket,
     file_sha256,
-    find_existing_object,
     list_open_multipart_uploads,
     make_s3_client,
     public_url,
@@ -63,7 +64,7 @@ def test_small_file_is_one_put_with_headers_acl_and_checksum(
     bucket: str,
     proxy: S3FaultProxy,
     small_file: Path,
-    local_s3: LocalS3Server,
+    local_s3: S3Backend,
 ) -> None:
     progress: list[int] = []
     result = upload(
@@ -152,7 +153,7 @@ def test_changed_file_under_same_key_is_uploaded_again_with_all_headers(
     second = upload(client, bucket, small_file, "videos/a.mp4")
 
     assert not second.skipped_existing and second.sha256 != first.sha256
-    assert proxy.count("put_object") == 1
+    assert proxy.stored("put_object") == 1
     head = direct.head_object(Bucket=bucket, Key="videos/a.mp4")
     assert head["Metadata"] == {"sha256": second.sha256, "upload-job-id": "1"}
     assert (head["ContentType"], head["CacheControl"]) == ("video/mp4", CACHE)
@@ -168,7 +169,7 @@ def test_same_bytes_with_new_cache_control_are_uploaded_again(
     result = upload(client, bucket, small_file, "videos/a.mp4", cache_control="max-age=60")
 
     assert not result.skipped_existing
-    assert proxy.count("put_object") == 1
+    assert proxy.stored("put_object") == 1
     assert direct.head_object(Bucket=bucket, Key="videos/a.mp4")["CacheControl"] == "max-age=60"
 
 
@@ -200,10 +201,12 @@ def test_missing_bucket_is_permanent_and_not_retried(proxy: S3FaultProxy, small_
     with pytest.raises(PermanentUploadError) as caught:
         upload(client, "no-such-bucket-here", small_file, "videos/a.mp4")
 
-    assert str(caught.value) == (
-        "Upload to bucket 'no-such-bucket-here' failed: NoSuchBucket "
-        "(The specified bucket does not exist) — check UPLOAD_JOBS_BUCKET"
+    # moto says what the code means, RGW sends no message: either way one sentence.
+    message = str(caught.value)
+    assert message.startswith(
+        "Upload to bucket 'no-such-bucket-here' failed: NoSuchBucket (HTTP 404: "
     )
+    assert message.lower().endswith("bucket does not exist) — check upload_jobs_bucket")
     assert isinstance(caught.value.__cause__, bce.ClientError)
     assert caught.value.error_kind is ErrorKind.UPLOAD_PERMANENT
     assert proxy.count("put_object") == 1
@@ -272,7 +275,8 @@ def test_interrupt_during_multipart_still_aborts(
     with pytest.raises(KeyboardInterrupt):
         upload(client, bucket, big_file, "videos/big.mp4", on_progress=interrupt, **MULTIPART)
 
-    assert proxy.count("abort_multipart") == 1
+    # A part still in flight can make moto fail the first abort (500): it is tried again.
+    assert proxy.count("abort_multipart") >= 1 and proxy.count("complete_multipart") == 0
     assert list_open_multipart_uploads(direct, bucket) == []
 
 
@@ -486,7 +490,7 @@ def test_credential_errors_are_permanent(exc: BaseException) -> None:
 def test_classified_message_reads_for_people() -> None:
     error = classify_upload_error(client_error("SlowDown", 503, "Reduce your rate", 2), bucket="b")
     assert str(error) == (
-        "Upload to bucket 'b' failed: SlowDown (Reduce your rate) after 3 attempts "
+        "Upload to bucket 'b' failed: SlowDown (HTTP 503: Reduce your rate) after 3 attempts "
         "— retrying may help"
     )
 
@@ -499,8 +503,9 @@ def test_classified_message_redacts_a_secret_echoed_by_the_server() -> None:
     assert "got ***" in str(error)
 
 
+@pytest.mark.moto_only
 def test_local_s3_server_counts_per_key_and_keeps_access_logs_quiet(
-    direct: S3Client, bucket: str, local_s3: LocalS3Server, caplog: pytest.LogCaptureFixture
+    direct: S3Client, bucket: str, local_s3: S3Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="werkzeug")
     local_s3.reset_counts()

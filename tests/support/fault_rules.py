@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -37,13 +38,27 @@ class FaultRule:
     drop_mid_body: bool = False
     # Only requests after one of this kind was seen (e.g. the HEAD that verifies an upload).
     after_kind: str | None = None
+    # Only requests about this multipart upload (its parts, listing, completion, abort).
+    upload_id: str | None = None
+    # Only requests with this header (lower-case name) whose value matches the pattern whole.
+    header: tuple[str, str] | None = None
+    # With `forward`: one byte of the body is changed on the way (its Content-MD5 is not).
+    corrupt_body: bool = False
 
-    def matches(self, request: S3Request) -> bool:
-        """Whether this rule applies to `request` (ignoring how many uses are left)."""
+    def matches(self, request: S3Request, headers: dict[str, str] | None = None) -> bool:
+        """Whether this rule applies to `request` with `headers` (ignoring how many uses are
+        left)."""
         if self.methods is not None and request.method not in self.methods:
             return False
         if self.kinds is not None and request.kind not in self.kinds:
             return False
+        if self.upload_id is not None and request.upload_id != self.upload_id:
+            return False
+        if self.header is not None:
+            name, pattern = self.header
+            value = (headers or {}).get(name)
+            if value is None or re.fullmatch(pattern, value) is None:
+                return False
         if self.min_part_number is not None:
             return request.part_number is not None and request.part_number >= self.min_part_number
         return True

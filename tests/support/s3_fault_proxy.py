@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +39,19 @@ __all__ = ["Fault", "FaultRule", "S3FaultProxy"]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away mid-answer (a test stopped it, a run was killed) is no error of
+    the proxy's: no traceback on stderr for it."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet for dropped connections; socketserver's report for anything else."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class S3FaultProxy:
     """Reverse proxy to `upstream_url` that counts requests by (method, kind) and injects faults."""
 
@@ -58,6 +72,7 @@ class S3FaultProxy:
         self._stopping = threading.Event()
         self._headers: list[tuple[S3Request, dict[str, str]]] = []
         self._forwarded: list[tuple[S3Request, int]] = []
+        self._answers: list[tuple[S3Request, int]] = []
         self._server: ThreadingHTTPServer | None = None
         self._background = BackgroundServer("s3-fault-proxy")
 
@@ -75,9 +90,11 @@ class S3FaultProxy:
         min_part_number: int | None = None,
         drop_connection: bool = False,
         delay_seconds: float = 0.0,
+        upload_id: str | None = None,
+        header: tuple[str, str] | None = None,
     ) -> None:
         """Breaks the next `n` matching requests (an XML error, or a dropped connection),
-        after holding each `delay_seconds`."""
+        after holding each `delay_seconds`; `upload_id` and `header` narrow what matches."""
         self._add_rule(
             FaultRule(
                 status,
@@ -89,6 +106,8 @@ class S3FaultProxy:
                 min_part_number,
                 drop_connection,
                 delay(delay_seconds),
+                upload_id=upload_id,
+                header=header,
             )
         )
 
@@ -103,9 +122,11 @@ class S3FaultProxy:
         min_part_number: int | None = None,
         drop_connection: bool = False,
         delay_seconds: float = 0.0,
+        upload_id: str | None = None,
+        header: tuple[str, str] | None = None,
     ) -> None:
         """Breaks every matching request until `clear_faults()`, after holding each
-        `delay_seconds`."""
+        `delay_seconds`; `upload_id` and `header` narrow what matches."""
         self._add_rule(
             FaultRule(
                 status,
@@ -117,6 +138,8 @@ class S3FaultProxy:
                 min_part_number,
                 drop_connection,
                 delay(delay_seconds),
+                upload_id=upload_id,
+                header=header,
             )
         )
 
@@ -133,6 +156,12 @@ class S3FaultProxy:
         """Holds the next `n` matching requests `delay_seconds` each, then forwards them;
         with `after_kind`, only requests after one of that kind was seen."""
         self._add_rule(slow_rule(n, delay_seconds, methods, kinds, min_part_number, after_kind))
+
+    def corrupt_next(self, n: int, *, kinds: set[str] | None = None) -> None:
+        """Forwards the next `n` matching requests with one byte of their body changed, as a
+        bad link or disk would (a body that is empty is forwarded as it is)."""
+        rule = FaultRule(200, "", "", n, None, kinds_set(kinds), forward=True, corrupt_body=True)
+        self._add_rule(rule)
 
     def slow_always(
         self,
@@ -207,9 +236,19 @@ class S3FaultProxy:
         with self._lock:
             return [(request, size) for request, size in self._forwarded if request.kind == kind]
 
+    def statuses(self, kind: str) -> list[int]:
+        """The status upstream answered each forwarded request of `kind` with, oldest first."""
+        with self._lock:
+            return [status for request, status in self._answers if request.kind == kind]
+
+    def stored(self, kind: str) -> int:
+        """How many requests of `kind` upstream accepted (a 2xx answer)."""
+        return sum(1 for status in self.statuses(kind) if 200 <= status < 300)
+
     def reset_counts(self) -> None:
         """Forgets the requests seen so far; faults stay programmed."""
         with self._lock:
+            self._answers.clear()
             self._forwarded.clear()
             self._requests.clear()
             self._faulted.clear()
@@ -222,8 +261,7 @@ class S3FaultProxy:
         """Binds a port and serves in a daemon thread; returns self."""
         if self._server is None:
             self._stopping.clear()
-            self._server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
-            self._server.daemon_threads = True
+            self._server = _QuietServer((self._host, self._port), self._handler_class())
             self._background.serve(self._server)
         return self
 
@@ -268,7 +306,7 @@ class S3FaultProxy:
                     rule
                     for rule in self._rules
                     if rule.remaining != 0
-                    and rule.matches(request)
+                    and rule.matches(request, headers)
                     and (rule.after_kind is None or rule.after_kind in seen)
                 ),
                 None,
@@ -308,6 +346,8 @@ class S3FaultProxy:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if rule is not None and rule.forward:
+                    if rule.corrupt_body and body:
+                        body = bytes([body[0] ^ 0xFF]) + body[1:]
                     self._forward(request, body)
                     return
                 if rule is not None and rule.drop_connection:
@@ -344,8 +384,9 @@ class S3FaultProxy:
                 payload = (
                     '<?xml version="1.0" encoding="UTF-8"?>\n'
                     f"<Error><Code>{escape(rule.code)}</Code>"
-                    f"<Message>{escape(rule.message)}</Message>"
-                    "<RequestId>fault-proxy</RequestId></Error>"
+                    # An empty message sends none, as Ceph RGW does.
+                    + (f"<Message>{escape(rule.message)}</Message>" if rule.message else "")
+                    + "<RequestId>fault-proxy</RequestId></Error>"
                 ).encode()
                 self.send_response(rule.status)
                 self.send_header("Content-Type", "application/xml")
@@ -377,6 +418,8 @@ class S3FaultProxy:
                     upstream.endheaders(body or None)
                     response = upstream.getresponse()
                     payload = response.read()
+                    with proxy._lock:
+                        proxy._answers.append((request, response.status))
                     self.send_response(response.status, response.reason)
                     for name, value in response.getheaders():
                         if name.lower() in _HOP_BY_HOP or name.lower() == "content-length":

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 # Imported before any CliRunner call: Prefect binds its console handler to sys.stderr at import,
 # and CliRunner's stand-in stream is closed after each call.
 import flows.retry_upload  # noqa: F401
+from tests.support.s3_backends import S3Backend
 from tests.support.web_app import HeldRetryQueue, web_client
 from upload_jobs.cli import app
 from upload_jobs.settings import get_settings
@@ -77,15 +78,17 @@ class Sightings:
         return found
 
 
-def distinctive_credentials(database_url: str) -> Credentials:
+def distinctive_credentials(database_url: str, s3: S3Backend) -> Credentials:
     """Values nothing else holds, new for each test: masking is process-wide, so a value an
-    earlier test registered must not make this one pass."""
+    earlier test registered must not make this one pass. The S3 key, secret and session token
+    are ones the backend takes (RGW issues them through STS: random, and real)."""
     tag = uuid.uuid4().hex[:12]
     postgres = make_url(database_url).get_backend_name() == "postgresql"
+    access_key, secret_key, session_token = s3.temporary_credentials(tag)
     return Credentials(
-        access_key=f"AKIALEAK{tag.upper()}",
-        secret_key=f"leakSecret/{tag}+Kq9Zw3VxTn",
-        session_token=f"FwoGZXIvYXdzELeakToken{tag}//Qm8Rw+Xy=",
+        access_key=access_key,
+        secret_key=secret_key,
+        session_token=session_token,
         web_token=f"leak-web-token-{tag}",
         db_password=f"leakDbPw{tag}" if postgres else None,
     )

@@ -13,7 +13,8 @@ from upload_jobs.storage.upload_body import UploadBody
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# A distinctive secret key: the tests look for it wherever it must not appear.
+# The storage tests' key; a distinctive secret: the tests look for it wherever it must not appear.
+ACCESS_KEY = "AKIDUPLOADJOBSTEST"
 SECRET = "SECRETxyz-do-not-leak-123"
 MiB = 1024 * 1024
 CACHE = "public, max-age=86400"

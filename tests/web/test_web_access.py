@@ -16,6 +16,10 @@ from upload_jobs.web.app import STATIC_DIR
 from upload_jobs.web.retries import LocalRetryQueue
 from upload_jobs.web.server import RetrySetup, WebServer
 
+# What these test (the page and its API) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
+
 TOKEN = "web-token-7d1f0c9a2b4e4f8c"
 
 

@@ -27,6 +27,9 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 from upload_jobs.web.retries import LocalRetryQueue
 
+# What these test (the page and its API) does not depend on S3: moto only.
+pytestmark = pytest.mark.moto_only
+
 MiB = 1024 * 1024
 PREFECT_UI = "http://prefect.test:4200"
 

@@ -18,11 +18,13 @@ from upload_jobs.settings import Settings
 
 HOSTILE_NAME = '<img src=x onerror="window.__xss = 1">.mp4'
 
+# What these test (the page and its API) does not depend on S3: moto only.
 pytestmark = [
     pytest.mark.flow,
     pytest.mark.usefixtures("prefect_server"),
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
     needs_chromium,
+    pytest.mark.moto_only,
 ]
 
 

@@ -17,10 +17,12 @@ from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings
 from upload_jobs.web.server import RetryVia, choose_retry_setup
 
+# What these test (the page and its API) does not depend on S3: moto only.
 pytestmark = [
     pytest.mark.flow,
     pytest.mark.usefixtures("prefect_server"),
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.moto_only,
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from upload_jobs.cli.check_endpoint import check_endpoint
 from upload_jobs.cli.jobs import add, list_jobs, set_key, show
 from upload_jobs.cli.output import JsonUsageErrors
 from upload_jobs.cli.reconcile import reconcile
@@ -37,3 +38,4 @@ db_app.command("upgrade", cls=JsonUsageErrors)(db_upgrade)
 app.add_typer(db_app, name="db")
 for command in (serve, setup, reconcile):
     app.command(cls=JsonUsageErrors)(command)
+app.command("check-endpoint", cls=JsonUsageErrors)(check_endpoint)

@@ -21,8 +21,9 @@ from upload_jobs.errors import ErrorKind, UploadJobError
 from upload_jobs.jobs.claims import lease_ran_out
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.storage.checksums import file_sha256
+from upload_jobs.storage.objects import ExistingObject, find_existing_object
 from upload_jobs.storage.ownership import KeyOwner, holder_of
-from upload_jobs.storage.spaces import ExistingObject, file_sha256, find_existing_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -3,12 +3,13 @@ again by the job's next attempt, and told apart from leftovers by the sweep's cl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
+from upload_jobs.errors import FailureClass, failure_class
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import (
     AttemptOutcome,
@@ -53,44 +54,74 @@ class ResumableUploads(JobTable):
         )
 
     def resumable_upload(self, job_id: int) -> MultipartUpload | None:
-        """The multipart upload the job's newest attempt with one left open, unless that attempt
-        completed (its upload became the object)."""
+        """The multipart upload the job's newest attempt with one left open, while a later
+        attempt may still finish it (`still_resumable`)."""
         query = (
             select(UploadAttempt)
             .where(UploadAttempt.job_id == job_id)
             .where(col(UploadAttempt.multipart_upload_id).is_not(None))
             .order_by(col(UploadAttempt.id).desc())
-            .limit(1)
+            .limit(2)
         )
         with session_for(self.database_url) as session:
-            attempt = session.exec(query).first()
-        if attempt is None or attempt.outcome == AttemptOutcome.COMPLETED:
+            newest_first = list(session.exec(query).all())
+        if not still_resumable(newest_first):
             return None
-        return _upload_of(attempt)
+        return _upload_of(newest_first[0])
 
     def recorded_uploads(self, max_attempts: int) -> dict[str, RecordedUpload]:
         """Every multipart upload an attempt recorded, by upload id: resumable while it is its
-        job's newest and the job is not done (completed, or failed with no attempt left)."""
+        job's newest, still resumable, and the job is not done (completed, or failed with no
+        attempt left)."""
         query = (
             select(UploadAttempt, UploadJob)
             .join(UploadJob, col(UploadJob.id) == col(UploadAttempt.job_id))
             .where(col(UploadAttempt.multipart_upload_id).is_not(None))
-            .order_by(col(UploadAttempt.id))
+            .order_by(col(UploadAttempt.id).desc())
         )
         with session_for(self.database_url) as session:
             rows = list(session.exec(query).all())
-        newest = {attempt.job_id: attempt.multipart_upload_id for attempt, _ in rows}
+        by_job: dict[int, list[UploadAttempt]] = {}
+        for attempt, _ in rows:
+            by_job.setdefault(attempt.job_id, []).append(attempt)
         return {
             str(attempt.multipart_upload_id): RecordedUpload(
                 str(attempt.multipart_upload_id),
                 attempt.job_id,
-                resumable=newest[attempt.job_id] == attempt.multipart_upload_id
-                and attempt.outcome != AttemptOutcome.COMPLETED
+                resumable=by_job[attempt.job_id][0] is attempt
+                and still_resumable(by_job[attempt.job_id])
                 and _may_run_again(job, max_attempts),
                 recorded_at=as_utc(attempt.started_at),
             )
             for attempt, job in rows
         }
+
+
+def still_resumable(newest_first: Sequence[UploadAttempt]) -> bool:
+    """Whether the newest of a job's attempts that recorded a multipart upload left it for a
+    later attempt. Not once it became the object, not after a permanent failure, and not after
+    two attempts in a row failed the same way with it: an upload the product recorded is only
+    a shortcut, and must never make every retry fail alike."""
+    if not newest_first:
+        return False
+    newest = newest_first[0]
+    if newest.outcome == AttemptOutcome.COMPLETED or _failed_for_good(newest):
+        return False
+    if len(newest_first) < 2:
+        return True
+    before = newest_first[1]
+    failed_alike = (
+        newest.outcome == before.outcome == AttemptOutcome.FAILED
+        and newest.multipart_upload_id == before.multipart_upload_id
+        and (newest.error_kind, newest.error) == (before.error_kind, before.error)
+    )
+    return not failed_alike
+
+
+def _failed_for_good(attempt: UploadAttempt) -> bool:
+    return attempt.outcome == AttemptOutcome.FAILED and (
+        failure_class(attempt.error_kind or "") == FailureClass.PERMANENT
+    )
 
 
 def _may_run_again(job: UploadJob, max_attempts: int) -> bool:

@@ -21,23 +21,26 @@ from upload_jobs.storage.credentials import (
 )
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_s3 import S3Client
 
 # Enough for the endpoints and credentials one process meets (tests meet a few dozen, in turn).
 CACHED_CLIENTS = 16
 
 
-def make_s3_client(settings: Settings) -> S3Client:
+def make_s3_client(settings: Settings, variant: Config | None = None) -> S3Client:
     """An S3 client for Spaces, with the credentials of the block the settings name (and its
-    region and endpoint, where it sets them), else of boto3's standard chain."""
+    region and endpoint, where it sets them), else of boto3's standard chain. `variant` changes
+    its botocore configuration (a client of its own, not shared)."""
     block = settings.aws_credentials_block
     credentials = block_credentials(block) if block else environment_credentials()
+    endpoint_url = credentials.endpoint_url or settings.endpoint_url
+    region = credentials.region or settings.region
+    if variant is not None:
+        config = _config(settings.s3_max_attempts, settings.upload_concurrency).merge(variant)
+        return _new_client(endpoint_url, region, credentials, config)
     return _shared_client(
-        credentials.endpoint_url or settings.endpoint_url,
-        credentials.region or settings.region,
-        settings.s3_max_attempts,
-        settings.upload_concurrency,
-        credentials,
+        endpoint_url, region, settings.s3_max_attempts, settings.upload_concurrency, credentials
     )
 
 
@@ -49,17 +52,30 @@ def _shared_client(
     upload_concurrency: int,
     credentials: CredentialSource,
 ) -> S3Client:
-    """A new client for these settings and credentials (the client's session refreshes
-    refreshable ones)."""
-    # Imported here: boto3 costs ~0.1 s to import, and `add`, `list` and `show` never need it.
-    from botocore.config import Config
+    """A client for these settings and credentials, made once per process."""
+    config = _config(max_attempts, upload_concurrency)
+    return _new_client(endpoint_url, region, credentials, config)
 
+
+def _new_client(
+    endpoint_url: str | None, region: str, credentials: CredentialSource, config: Config
+) -> S3Client:
+    """A new client (its session refreshes refreshable credentials), whose key, secret and token
+    are masked wherever the product writes."""
     session = credentials.session()
     resolved = session.get_credentials()
     if resolved is not None:
         frozen = resolved.get_frozen_credentials()
         register_secrets(frozen.access_key, frozen.secret_key, frozen.token)
-    config = Config(
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def _config(max_attempts: int, upload_concurrency: int) -> Config:
+    """The botocore configuration every client of the product has."""
+    # Imported here: boto3 costs ~0.1 s to import, and `add`, `list` and `show` never need it.
+    from botocore.config import Config
+
+    return Config(
         # boto3 >= 1.36 adds CRC32 trailers by default, which S3-compatible stores choke on.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -71,7 +87,6 @@ def _shared_client(
         # Shared by every upload in the process: a sweep runs several, each sending parts at once.
         max_pool_connections=max(64, upload_concurrency * 8),
     )
-    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def forget_s3_clients() -> None:

@@ -31,6 +31,8 @@ _PERMANENT_CODES: dict[str, str] = {
 }
 # The multipart upload vanished (e.g. a sweep aborted it): a new attempt starts a new one.
 NO_SUCH_UPLOAD = "NoSuchUpload"
+# How endpoints say an upload id is gone: S3 and moto `NoSuchUpload`, Ceph RGW `NoSuchKey`.
+_UPLOAD_GONE_CODES = {NO_SUCH_UPLOAD, "NoSuchKey"}
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                     "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
                     "RequestLimitExceeded", "TooManyRequests", "OperationAborted", "BadDigest",
@@ -41,6 +43,34 @@ _NETWORK_ERRORS = (bce.ConnectionError, bce.HTTPClientError, bce.IncompleteReadE
                    urllib3.exceptions.HTTPError, http.client.HTTPException,
                    ConnectionError, TimeoutError)  # fmt: skip
 _MAX_DETAIL_CHARS = 300
+# What a code means, for refusals that come without a <Message> (Ceph RGW sends none).
+_MEANINGS: dict[str, str] = {
+    "AccessDenied": "access denied",
+    "BadDigest": "the bytes received differ from their Content-MD5",
+    "EntityTooLarge": "the object or part is larger than the service allows",
+    "EntityTooSmall": "a part other than the last is smaller than 5 MiB",
+    "InternalError": "the service failed inside",
+    "InvalidAccessKeyId": "the access key is unknown",
+    "InvalidArgument": "the service refused an argument of the request",
+    "InvalidBucketName": "the bucket name is not valid",
+    "InvalidDigest": "the Content-MD5 is not valid",
+    "InvalidLocationConstraint": "the region is not one this endpoint creates buckets in",
+    "InvalidPart": "a part is missing or holds other bytes",
+    "InvalidPartOrder": "the parts are not in order",
+    "InvalidRequest": "the service refused the request",
+    "MalformedXML": "the service could not read the request's XML",
+    "MissingContentLength": "the request had no Content-Length",
+    "NoSuchBucket": "the bucket does not exist",
+    "NoSuchKey": "no such object or multipart upload",
+    "NoSuchUpload": "the multipart upload is gone (completed or aborted)",
+    "NotImplemented": "the service does not implement this request",
+    "PreconditionFailed": "the key is no longer as it was checked",
+    "QuotaExceeded": "the account's storage quota is used up",
+    "RequestTimeTooSkewed": "the system clock differs too much from the service's",
+    "ServiceUnavailable": "the service is unavailable",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "SlowDown": "the service is throttling requests",
+}
 
 
 def classify_upload_error(
@@ -67,17 +97,41 @@ def classify_upload_error(
     return TransientUploadError(f"{where}: unexpected {_detail(f'{type(exc).__name__}: {exc}')}")
 
 
+def error_code(exc: bce.ClientError) -> str:
+    """The S3 error code of a failed request (`NoSuchKey`, `PreconditionFailed`...), or ''."""
+    return str(exc.response.get("Error", {}).get("Code") or "")
+
+
+def http_status(exc: bce.ClientError) -> int | None:
+    """The HTTP status of a failed request."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def upload_is_gone(exc: bce.ClientError) -> bool:
+    """Whether a request about a multipart upload failed because the endpoint no longer has it."""
+    return error_code(exc) in _UPLOAD_GONE_CODES or http_status(exc) == 404
+
+
+def describe_refusal(exc: bce.ClientError) -> str:
+    """`NoSuchKey (HTTP 404: no such object or multipart upload)`: the code, the status and
+    what they mean, from the service's message or, when it sent none, from the code."""
+    code, status = error_code(exc), http_status(exc)
+    message = str(exc.response.get("Error", {}).get("Message") or "")
+    meaning = _detail(message) if message else _MEANINGS.get(code, "")
+    if code and code == str(status):  # a HEAD's bare status: botocore names the error by it
+        code = ""
+    facts = f"HTTP {status}" if status is not None else "no HTTP status"
+    facts += f": {meaning}" if meaning else ""
+    return f"{code} ({facts})" if code else facts
+
+
 def _classify_client_error(
     exc: bce.ClientError, where: str
 ) -> TransientUploadError | PermanentUploadError:
-    error = exc.response.get("Error", {})
-    meta = exc.response.get("ResponseMetadata", {})
-    code = str(error.get("Code") or "")
-    status = meta.get("HTTPStatusCode")
-    attempts = meta.get("RetryAttempts") or 0
-    summary = code or f"HTTP {status}"
-    if error.get("Message"):
-        summary += f" ({_detail(str(error['Message']))})"
+    code, status = error_code(exc), http_status(exc)
+    attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0
+    summary = describe_refusal(exc)
     if attempts:
         summary += f" after {attempts + 1} attempts"
     if code in _PERMANENT_CODES:
@@ -86,9 +140,13 @@ def _classify_client_error(
         hint = "check the system clock" if code == "RequestTimeTooSkewed" else "retrying may help"
         return TransientUploadError(f"{where}: {summary} — {hint}")
     if status is not None and 400 <= status < 500:
-        hint = "check the access key's permissions" if status == 403 else "a retry will not help"
+        hint = (
+            "check the access key's permissions" if status == 403
+            else "a retry will not help; `upload-jobs check-endpoint` shows what this endpoint "
+            "supports"
+        )  # fmt: skip
         return PermanentUploadError(f"{where}: {summary} — {hint}")
-    return TransientUploadError(f"{where}: {summary}")
+    return TransientUploadError(f"{where}: {summary} — retrying may help")
 
 
 def _detail(text: str) -> str:

@@ -49,6 +49,7 @@ class S3Request:
     bucket: str
     key: str
     part_number: int | None = None
+    upload_id: str | None = None
 
 
 def classify_s3_request(method: str, target: str) -> S3Request:
@@ -71,7 +72,8 @@ def classify_s3_request(method: str, target: str) -> S3Request:
         kind = "abort_multipart"
     elif key and method == "PUT" and not query:
         kind = "put_object"
-    return S3Request(method=method, kind=kind, bucket=bucket, key=key, part_number=part_number)
+    upload_id = query.get("uploadId", [None])[0]
+    return S3Request(method, kind, bucket, key, part_number, upload_id)
 
 
 def _int_or_none(text: str) -> int | None:

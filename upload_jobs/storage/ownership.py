@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from upload_jobs.errors import KeyConflict
-
-if TYPE_CHECKING:
-    from upload_jobs.storage.spaces import ExistingObject
-
-# Next to `sha256` in every uploaded object's metadata (x-amz-meta-upload-job-id).
-OWNER_METADATA_KEY = "upload-job-id"
+from upload_jobs.storage.objects import OWNER_METADATA_KEY, ExistingObject
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Multipart uploads that outlive their run: what an attempt records before its first part, and
-which of the parts already stored a later attempt may keep.
+which of the parts already stored a later attempt may keep; the MD5 of every part, which each
+part is sent with (Content-MD5) and kept by.
 
 A part is kept only when the endpoint lists it with the size of the matching span of the body
 and an ETag that is the MD5 of that span (S3's and Spaces' ETag of an unencrypted part). The
@@ -8,6 +9,7 @@ upload is resumed only for the same bytes: the same size and sha256 as when it w
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from botocore import exceptions as bce
 
-from upload_jobs.storage.failures import NO_SUCH_UPLOAD
+from upload_jobs.storage.failures import upload_is_gone
 from upload_jobs.storage.upload_body import UploadBody
 
 if TYPE_CHECKING:
@@ -55,11 +57,42 @@ class Span:
 
 @dataclass(frozen=True)
 class BodyDigests:
-    """A body's sha256 and, for a resume, the MD5 of each part it would be cut into."""
+    """A body's sha256 and the MD5 of each part it is cut into (`part_bytes` each; a body sent
+    in one PUT is one part)."""
 
     sha256: str
     part_bytes: int | None = None
     part_md5s: tuple[str, ...] = ()
+    size_bytes: int = 0
+
+    def md5_of(self, span: Span) -> str | None:
+        """The hex MD5 of the body's bytes in `span`, when it is one of the parts digested."""
+        if not self.part_bytes or span.offset % self.part_bytes:
+            return None
+        index = span.offset // self.part_bytes
+        if index >= len(self.part_md5s):
+            return None
+        if span.length != min(self.part_bytes, max(self.size_bytes - span.offset, 0)):
+            return None
+        return self.part_md5s[index]
+
+
+def content_md5(hex_md5: str) -> str:
+    """The Content-MD5 header of bytes whose MD5 is `hex_md5`: base64 of the raw digest."""
+    return base64.b64encode(bytes.fromhex(hex_md5)).decode("ascii")
+
+
+def planned_part_bytes(
+    size: int, multipart_threshold: int, chunk_size: int, resume: MultipartUpload | None
+) -> int:
+    """How an upload of `size` bytes will be cut: the whole body for one PUT, a resumed
+    upload's parts when it was for as many bytes, else `chunk_size` parts (larger if it takes
+    more than 10,000). Digests cut the same way give each request its Content-MD5."""
+    if size < multipart_threshold:
+        return max(size, 1)
+    if resume is not None and resume.size_bytes == size and resume.part_bytes >= MIN_PART_BYTES:
+        return resume.part_bytes
+    return part_size_for(size, chunk_size)
 
 
 def part_size_for(size: int, chunk_size: int) -> int:
@@ -76,11 +109,11 @@ def part_spans(size: int, part_bytes: int) -> list[Span]:
 
 
 def digests_of(body: UploadBody, part_bytes: int | None = None) -> BodyDigests:
-    """The body's sha256, with its parts' MD5s when `part_bytes` is given: one read for both."""
-    if part_bytes is None:
-        return BodyDigests(body.sha256())
+    """The body's sha256 and the MD5 of each `part_bytes` part of it (of the whole body when
+    None), in one read."""
+    part_bytes = part_bytes or max(body.size, 1)
     sha256, md5s = body.sha256_and_md5s(part_bytes)
-    return BodyDigests(sha256, part_bytes, md5s)
+    return BodyDigests(sha256, part_bytes, md5s, body.size)
 
 
 def usable_for(upload: MultipartUpload, size: int, sha256: str) -> str | None:
@@ -99,7 +132,8 @@ def stored_parts(
     client: S3Client, bucket: str, key: str, upload_id: str
 ) -> dict[int, tuple[int, str]] | None:
     """The parts the endpoint holds for the upload, by number: (size, ETag without quotes);
-    None when the upload is gone (completed, aborted, or never on this key)."""
+    None when the upload is gone (completed, aborted, or never on this key), whatever the
+    endpoint calls that (`NoSuchUpload`; Ceph RGW says `NoSuchKey`)."""
     found: dict[int, tuple[int, str]] = {}
     try:
         pages = client.get_paginator("list_parts").paginate(
@@ -111,7 +145,7 @@ def stored_parts(
                 if number is not None:
                     found[number] = (part.get("Size", -1), part.get("ETag", "").strip('"'))
     except bce.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == NO_SUCH_UPLOAD:
+        if upload_is_gone(exc):
             return None
         raise
     return found

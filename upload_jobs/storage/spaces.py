@@ -20,20 +20,24 @@ from upload_jobs.errors import KeyConflict, PermanentUploadError, UploadVerifica
 from upload_jobs.settings import Settings
 from upload_jobs.storage.checksums import file_sha256 as file_sha256  # re-exported
 from upload_jobs.storage.clients import make_s3_client as make_s3_client  # re-exported
+from upload_jobs.storage.conditions import ConditionalWrite, ConditionRefused, KeyExpectation
 from upload_jobs.storage.failures import (
-    NO_SUCH_UPLOAD,
     classified_upload_errors,
     classify_upload_error,
+    error_code,
+    upload_is_gone,
 )
-from upload_jobs.storage.ownership import OWNER_METADATA_KEY, KeyOwner, holder_of, key_conflict
+from upload_jobs.storage.objects import ExistingObject, find_existing_object, is_not_found
+from upload_jobs.storage.ownership import KeyOwner, holder_of, key_conflict
 from upload_jobs.storage.resume import (
     MIN_PART_BYTES,
     BodyDigests,
     MiB,
     MultipartUpload,
     digests_of,
+    planned_part_bytes,
 )
-from upload_jobs.storage.transfer import ConditionRefused, SentParts, Transfer, error_code
+from upload_jobs.storage.transfer import SentParts, Transfer
 from upload_jobs.storage.upload_body import UploadBody
 
 if TYPE_CHECKING:
@@ -61,51 +65,9 @@ class UploadResult:
     bytes_sent: int = 0
 
 
-@dataclass(frozen=True)
-class ExistingObject:
-    """An object's HEAD: size, ETag without quotes, our `sha256` and owner metadata, content
-    headers, when it was last written."""
-
-    key: str
-    size_bytes: int
-    etag: str
-    sha256: str | None
-    content_type: str | None
-    cache_control: str | None
-    owner: str | None = None
-    last_modified: datetime | None = None
-
-
 def public_url(settings: Settings, key: str) -> str:
     """The public (CDN) link of an object key, percent-encoded except for '/'."""
     return settings.resolved_public_base_url() + "/" + quote(key, safe="/")
-
-
-def _is_not_found(exc: bce.ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound")
-
-
-def find_existing_object(client: S3Client, bucket: str, key: str) -> ExistingObject | None:
-    """The object's HEAD, or None when there is no such object (a missing bucket also 404s)."""
-    with classified_upload_errors(bucket):
-        try:
-            head = client.head_object(Bucket=bucket, Key=key)
-        except bce.ClientError as exc:
-            if _is_not_found(exc):
-                return None
-            raise
-    metadata = head.get("Metadata", {})
-    return ExistingObject(
-        key,
-        head["ContentLength"],
-        head.get("ETag", "").strip('"'),
-        metadata.get("sha256"),
-        head.get("ContentType"),
-        head.get("CacheControl"),
-        owner=metadata.get(OWNER_METADATA_KEY),
-        last_modified=head.get("LastModified"),
-    )
 
 
 def upload_video(
@@ -138,7 +100,9 @@ def upload_video(
         raise ValueError(f"chunk_size must be at least {MIN_PART_BYTES} bytes (S3 part minimum)")
     body = source if isinstance(source, UploadBody) else UploadBody.of_file(source)
     size = body.size
-    digests = digests or digests_of(body)
+    digests = digests or digests_of(
+        body, planned_part_bytes(size, multipart_threshold, chunk_size, resume)
+    )
     sha256 = digests.sha256
     existing = find_existing_object(client, bucket, key)
     if existing is not None and not owner.owns(existing):
@@ -154,8 +118,8 @@ def upload_video(
     headers |= {"CacheControl": cache_control} if cache_control else {}
     headers |= {"ACL": acl} if acl else {}
     # Written only if the key is still as the HEAD saw it: empty, or this very object of ours.
-    condition = {"IfNoneMatch": "*"} if existing is None else {"IfMatch": f'"{existing.etag}"'}
-    transfer = Transfer(client, bucket, key, body, headers, on_progress, condition)
+    expected = KeyExpectation(existing.etag if existing is not None else None)
+    transfer = Transfer(ConditionalWrite(client, bucket, key, expected), body, headers, on_progress)
     multipart = size >= multipart_threshold
     logger.info("Uploading %s to %s (%d bytes, multipart=%s)", body, transfer, size, multipart)
     sent = SentParts(1, 0, size)
@@ -166,7 +130,7 @@ def upload_video(
                     chunk_size, max(1, concurrency), digests, resume, on_multipart_started
                 )
             else:
-                transfer.put()
+                transfer.put(digests)
     except ConditionRefused:
         raise _taken_meanwhile(client, bucket, key, owner) from None
     stored = _verify(client, bucket, key, size, sha256, owner)
@@ -275,7 +239,7 @@ def _abort(client: S3Client, bucket: str, key: str, upload_id: str) -> bool:
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except bce.ClientError as exc:
-            if error_code(exc) != NO_SUCH_UPLOAD:  # already gone is what we wanted
+            if not upload_is_gone(exc):  # already gone is what we wanted
                 error = classify_upload_error(exc, bucket=bucket)
                 logger.warning("Could not abort stale upload of s3://%s/%s: %s", bucket, key,
                                error)  # fmt: skip
@@ -289,7 +253,7 @@ def check_bucket_access(client: S3Client, bucket: str) -> None:
         try:
             client.head_bucket(Bucket=bucket)
         except bce.ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 # HEAD answers a bare 404; say it the way an upload would.
                 raise PermanentUploadError(
                     f"Upload to bucket '{bucket}' failed: NoSuchBucket (the bucket does not "
@@ -305,16 +269,29 @@ def ensure_bucket(client: S3Client, bucket: str) -> None:
             client.head_bucket(Bucket=bucket)
             return
         except bce.ClientError as exc:
-            if not _is_not_found(exc):
+            if not is_not_found(exc):
                 raise
         region = client.meta.region_name
         # Outside us-east-1, S3 (and moto) insist the location matches the endpoint's region.
-        location: dict[str, Any] = {}
-        if region not in (None, "us-east-1"):
-            location["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
-            client.create_bucket(Bucket=bucket, **location)
-        except bce.ClientError as exc:
-            if error_code(exc) != "BucketAlreadyOwnedByYou":  # created concurrently: fine
-                raise
+        if region not in (None, "us-east-1") and not _create_bucket(client, bucket, region):
+            # Ceph RGW names its locations after its zonegroups, not the signing region.
+            logger.info("%s refuses %s as a bucket location: creating %s in its default one",
+                        client.meta.endpoint_url, region, bucket)  # fmt: skip
+            _create_bucket(client, bucket, None)
     logger.info("Created bucket %s", bucket)
+
+
+def _create_bucket(client: S3Client, bucket: str, region: str | None) -> bool:
+    """Creates the bucket (in `region`, when given); False when the endpoint refuses that
+    region as a location."""
+    location: dict[str, Any] = {}
+    if region is not None:
+        location["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(Bucket=bucket, **location)
+    except bce.ClientError as exc:
+        if region is not None and error_code(exc) == "InvalidLocationConstraint":
+            return False
+        if error_code(exc) != "BucketAlreadyOwnedByYou":  # created concurrently: fine
+            raise
+    return True

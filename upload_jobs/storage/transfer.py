@@ -1,14 +1,18 @@
 """One body going to one key: a single PUT, or a multipart upload streamed from the source;
-written only if the key is as it was seen.
+written only if the key is as it was seen (`storage.conditions`).
 
-A multipart upload stopped by a failure a retry may fix, a signal or a cancellation is kept for
-the job's next try, which sends only the parts missing (`storage.resume`); any other failure
-aborts it, so no part is left behind unless it is kept on purpose.
+Every PUT and part carries its Content-MD5, so the endpoint verifies every byte it stores (AWS
+S3, Spaces and Ceph RGW refuse a mismatch with `BadDigest`; moto does not check). A multipart
+upload stopped by a failure a retry may fix, a signal or a cancellation is kept for the job's
+next try, which sends only the parts missing (`storage.resume`); any other failure aborts it, so
+no part is left behind unless it is kept on purpose. A kept upload the endpoint no longer has,
+whatever it calls that (`NoSuchUpload`, RGW's `NoSuchKey`, a 500 at completion), is replaced by a
+fresh one at once: the product's own record never makes a retry fail the same way again.
 
-The condition (`If-None-Match: *` for a key that was empty, `If-Match: ETAG` for the job's own
-object) makes the check before the write atomic where the endpoint honours it: AWS S3 and moto
-do (moto not for `If-Match` on a multipart completion). An endpoint that refuses the headers as
-unknown gets the write without them, once warned: the check before the write is then all there is.
+Endpoints that ignore a condition on the completing request (Ceph RGW 16.2; moto for `If-Match`)
+leave a window between the last check of the key and the completion: the key is checked again
+right before completing, so the window is that one round trip, and the object is verified by
+HEAD (owner, size, sha256) after it.
 """
 
 from __future__ import annotations
@@ -16,17 +20,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore import exceptions as bce
 
-from upload_jobs.errors import KeyConflict, TransientUploadError, UploadJobError
-from upload_jobs.storage.failures import NO_SUCH_UPLOAD, classify_upload_error
+from upload_jobs.errors import TransientUploadError, UploadJobError
+from upload_jobs.storage.conditions import ConditionalWrite, ConditionRefused
+from upload_jobs.storage.failures import (
+    classify_upload_error,
+    describe_refusal,
+    upload_is_gone,
+)
+from upload_jobs.storage.objects import OWNER_METADATA_KEY, find_existing_object
 from upload_jobs.storage.resume import (
     BodyDigests,
     MultipartUpload,
     Span,
+    content_md5,
     part_size_for,
     parts_to_keep,
     stored_parts,
@@ -45,27 +56,9 @@ logger = logging.getLogger(__name__)
 ABORT_ATTEMPTS = 3
 
 
-# 412 PreconditionFailed: the key is no longer as seen; 409: another conditional write to it
-# is under way (AWS S3).
-_REFUSED_CONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
-# What an endpoint that does not know conditional writes may answer them with.
-_UNKNOWN_CONDITION = {"NotImplemented", "InvalidArgument", "InvalidRequest"}
-# Endpoints that refused the headers once: this process writes to them without asking again.
-_endpoints_without_conditions: set[str] = set()
-
-
-class ConditionRefused(KeyConflict):
-    """The endpoint refused the write: the key changed since it was checked (the caller looks at
-    what holds it now)."""
-
-
-def error_code(exc: bce.ClientError) -> str:
-    """The S3 error code of a failed request (`NoSuchKey`, `PreconditionFailed`...)."""
-    return str(exc.response.get("Error", {}).get("Code") or "")
-
-
-def _status(exc: bce.ClientError) -> int | None:
-    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+class UploadGone(TransientUploadError):
+    """The multipart upload was gone when it was completed (aborted by a sweep, by hand, or by
+    the endpoint's own expiry): its parts must be sent again in a fresh one."""
 
 
 @dataclass(frozen=True)
@@ -79,54 +72,47 @@ class SentParts:
 
 @dataclass(frozen=True)
 class Transfer:
-    """One body going to one key, by a single PUT or by multipart."""
+    """One body going to one key, by a single PUT or by multipart, only while the key is as
+    `write` expects."""
 
-    client: S3Client
-    bucket: str
-    key: str
+    write: ConditionalWrite
     body: UploadBody
     headers: dict[str, Any]
     on_progress: Callable[[int], None] | None
-    condition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def client(self) -> S3Client:
+        """The S3 client the transfer uses."""
+        return self.write.client
+
+    @property
+    def bucket(self) -> str:
+        """The bucket written to."""
+        return self.write.bucket
+
+    @property
+    def key(self) -> str:
+        """The key written."""
+        return self.write.key
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return str(self.write)
 
-    def put(self) -> None:
-        """One PUT of the whole body, under the condition."""
+    def put(self, digests: BodyDigests) -> None:
+        """One PUT of the whole body, under the condition, with its Content-MD5."""
+        md5 = digests.md5_of(Span(1, 0, self.body.size)) or self.body.md5(0, self.body.size)
+        checksum: dict[str, Any] = {"ContentMD5": content_md5(md5)}
 
         def send(condition: dict[str, Any]) -> None:
             with self.body.open() as stream:
                 self.client.put_object(
                     Bucket=self.bucket, Key=self.key, Body=cast("IO[bytes]", stream),
-                    **self.headers, **condition,
+                    **self.headers, **checksum, **condition,
                 )  # fmt: skip
 
-        self._conditionally(send)
+        self.write.send(send)
         if self.on_progress is not None:
             self.on_progress(self.body.size)
-
-    def _conditionally(self, send: Callable[[dict[str, Any]], object]) -> None:
-        """`send(condition)`; `ConditionRefused` when the endpoint refuses it, and once without
-        the condition when the endpoint does not know it."""
-        endpoint = str(self.client.meta.endpoint_url)
-        condition = {} if endpoint in _endpoints_without_conditions else self.condition
-        try:
-            send(condition)
-        except bce.ClientError as exc:
-            if not condition:
-                raise
-            if error_code(exc) in _REFUSED_CONDITION or _status(exc) == 412:
-                raise ConditionRefused(f"{self} changed since it was checked") from exc
-            if error_code(exc) not in _UNKNOWN_CONDITION and _status(exc) != 501:
-                raise
-            logger.warning(
-                "%s refused a conditional write (%s): writing without the condition, as every "
-                "later upload of this process to it will (the key was checked just before)",
-                endpoint, error_code(exc) or _status(exc),
-            )  # fmt: skip
-            _endpoints_without_conditions.add(endpoint)
-            send({})
 
     def multipart(
         self,
@@ -139,32 +125,45 @@ class Transfer:
         """Fills and completes a multipart upload: `resume`'s, keeping the parts it holds of these
         very bytes, else a new one. `on_started` sees it before any part is sent, and says
         whether it was recorded for a later try: only then is it kept when a transient failure
-        or an interruption stops it; otherwise, and for any other failure, it is aborted."""
+        or an interruption stops it; otherwise, and for any other failure, it is aborted. An
+        upload found gone at completion is replaced by a fresh one, once."""
+        try:
+            return self._fill_and_complete(chunk_size, concurrency, digests, resume, on_started)
+        except UploadGone as gone:
+            logger.warning("%s: starting a fresh multipart upload of %s", gone, self)
+            return self._fill_and_complete(chunk_size, concurrency, digests, None, on_started)
+
+    def _fill_and_complete(
+        self,
+        chunk_size: int,
+        concurrency: int,
+        digests: BodyDigests,
+        resume: MultipartUpload | None,
+        on_started: Callable[[MultipartUpload], bool] | None,
+    ) -> SentParts:
         upload, kept = self._resumed(resume, digests)
         self._abort_left_behind(keep=upload.upload_id if upload else None)
         if upload is None:
             created = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, **self.headers
             )
-            part_bytes = part_size_for(self.body.size, chunk_size)
             upload = MultipartUpload(
-                created["UploadId"], part_bytes, self.body.size, digests.sha256
-            )
+                created["UploadId"], self._part_bytes(digests, chunk_size), self.body.size,
+                digests.sha256,
+            )  # fmt: skip
         recorded = on_started is not None and on_started(upload)
         spans = upload.parts()
         missing = [span for span in spans if span.number not in kept]
         sent = sum(span.length for span in missing)
         try:
-            parts = self._send_parts(upload, missing, concurrency, already=self.body.size - sent)
+            parts = self._send_parts(
+                upload, missing, concurrency, digests, already=self.body.size - sent
+            )
             parts += [{"PartNumber": number, "ETag": f'"{etag}"'} for number, etag in kept.items()]
             parts.sort(key=lambda part: part.get("PartNumber", 0))
-            # The check that counts is at completion: the object appears only then.
-            self._conditionally(
-                lambda condition: self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=upload.upload_id,
-                    MultipartUpload={"Parts": parts}, **condition,
-                )
-            )  # fmt: skip
+            self._complete(upload, parts)
+        except UploadGone:
+            raise  # nothing left to abort
         except BaseException as exc:
             # BaseException, not Exception: Ctrl-C must not leave billed parts behind unless
             # they are kept for the next try on purpose.
@@ -176,10 +175,62 @@ class Transfer:
             raise
         return SentParts(len(spans), len(kept), sent)
 
+    def _part_bytes(self, digests: BodyDigests, chunk_size: int) -> int:
+        """The part size of a new upload: the one the digests were cut by when S3 allows it
+        (each part's Content-MD5 is then known without reading it again), else `chunk_size`."""
+        planned = MultipartUpload("", digests.part_bytes or 0, self.body.size, digests.sha256)
+        if digests.part_bytes and usable_for(planned, self.body.size, digests.sha256) is None:
+            return digests.part_bytes
+        return part_size_for(self.body.size, chunk_size)
+
+    def _complete(self, upload: MultipartUpload, parts: list[CompletedPartTypeDef]) -> None:
+        """Completes the upload (the object appears only now) if the key is still as it was
+        checked: checked once more right before, since some endpoints ignore the condition on
+        this request. A failed completion whose object landed anyway counts as done."""
+        if not self.write.still_as_expected():
+            raise ConditionRefused(f"{self} changed while the parts were being sent")
+        try:
+            self.write.send(
+                lambda condition: self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload.upload_id,
+                    MultipartUpload={"Parts": parts}, **condition,
+                )
+            )  # fmt: skip
+        except bce.ClientError as exc:
+            if self._landed():  # a retried completion whose first try had worked
+                logger.info("Completing multipart upload %s of %s answered %s, but the object "
+                            "is stored", upload.upload_id, self, describe_refusal(exc))  # fmt: skip
+                return
+            if upload_is_gone(exc) or self._gone(upload):
+                raise UploadGone(
+                    f"Multipart upload {upload.upload_id} of {self} was gone when it was "
+                    f"completed ({describe_refusal(exc)})"
+                ) from exc
+            raise
+
+    def _landed(self) -> bool:
+        """Whether the key now holds this very body, named for this job."""
+        stored = find_existing_object(self.client, self.bucket, self.key)
+        metadata = self.headers.get("Metadata", {})
+        return (
+            stored is not None
+            and stored.size_bytes == self.body.size
+            and stored.sha256 == metadata.get("sha256")
+            and stored.owner == metadata.get(OWNER_METADATA_KEY)
+        )
+
+    def _gone(self, upload: MultipartUpload) -> bool:
+        """Whether the endpoint no longer has the upload (ListParts says so, whatever its code)."""
+        try:
+            return stored_parts(self.client, self.bucket, self.key, upload.upload_id) is None
+        except Exception:
+            return False
+
     def _resumed(
         self, resume: MultipartUpload | None, digests: BodyDigests
     ) -> tuple[MultipartUpload | None, dict[int, str]]:
-        """`resume` and the parts of it worth keeping, when it can carry these bytes."""
+        """`resume` and the parts of it worth keeping, when it can carry these bytes; never an
+        error: anything that stops it from being resumed starts a fresh upload instead."""
         if resume is None:
             return None, {}
         if why_not := usable_for(resume, self.body.size, digests.sha256):
@@ -187,7 +238,15 @@ class Transfer:
                         resume.upload_id, self, why_not)  # fmt: skip
             self._abort_quietly(resume.upload_id)
             return None, {}
-        stored = stored_parts(self.client, self.bucket, self.key, resume.upload_id)
+        try:
+            stored = stored_parts(self.client, self.bucket, self.key, resume.upload_id)
+        except Exception as exc:
+            # Whatever the endpoint says about an upload the product recorded, it must not fail
+            # every retry: the record is only a shortcut.
+            error = classify_upload_error(exc, bucket=self.bucket)
+            logger.warning("Could not list the parts of multipart upload %s of %s (%s): "
+                           "starting a fresh one", resume.upload_id, self, error)  # fmt: skip
+            return None, {}
         if stored is None:
             logger.info("Multipart upload %s of %s is gone (completed or aborted): starting a "
                         "fresh one", resume.upload_id, self)  # fmt: skip
@@ -199,17 +258,24 @@ class Transfer:
         return resume, kept
 
     def _send_parts(
-        self, upload: MultipartUpload, spans: list[Span], concurrency: int, already: int
+        self,
+        upload: MultipartUpload,
+        spans: list[Span],
+        concurrency: int,
+        digests: BodyDigests,
+        already: int,
     ) -> list[CompletedPartTypeDef]:
         """Uploads the parts with at most `concurrency` in flight; returns them as they landed.
         `already`: bytes stored by an earlier try, counted in the progress."""
 
         def send(span: Span) -> CompletedPartTypeDef:
+            md5 = digests.md5_of(span) or self.body.md5(span.offset, span.length)
             # Streamed from the body: memory does not grow with the part size.
             with self.body.open(span.offset, span.length) as stream:
                 response = self.client.upload_part(
                     Bucket=self.bucket, Key=self.key, UploadId=upload.upload_id,
                     PartNumber=span.number, Body=cast("IO[bytes]", stream),
+                    ContentMD5=content_md5(md5),
                 )  # fmt: skip
             logger.debug("Part %d of %s uploaded (%d bytes)", span.number, self, span.length)
             return {"PartNumber": span.number, "ETag": response["ETag"]}
@@ -265,7 +331,7 @@ class Transfer:
                     Bucket=self.bucket, Key=self.key, UploadId=upload_id
                 )
             except Exception as exc:
-                if isinstance(exc, bce.ClientError) and error_code(exc) == NO_SUCH_UPLOAD:
+                if isinstance(exc, bce.ClientError) and upload_is_gone(exc):
                     return  # already gone is what we wanted
                 error = classify_upload_error(exc, bucket=self.bucket)
                 logger.warning("Could not abort multipart upload %s of %s (try %d of %d): %s",

@@ -205,20 +205,24 @@ def test_an_upload_gone_before_its_completion_is_sent_again_in_a_fresh_one(
     # expiry): RGW answers the completion 500 InternalError, S3 and moto NoSuchUpload.
     proxy.slow_next(1, 1.0, kinds={"complete_multipart"})
 
+    aborted: list[str] = []
+
     def abort_meanwhile() -> None:
         deadline = time.monotonic() + 60
         while not proxy.delayed and time.monotonic() < deadline:
             time.sleep(0.02)  # until the completion is held
-        for open_upload in list_open_multipart_uploads(direct, bucket):
-            direct.abort_multipart_upload(Bucket=bucket, Key=KEY, UploadId=open_upload["UploadId"])
+        held = proxy.delayed[0].upload_id or ""
+        direct.abort_multipart_upload(Bucket=bucket, Key=KEY, UploadId=held)
+        aborted.append(held)
 
     aborter = threading.Thread(target=abort_meanwhile)
     aborter.start()
     result = upload(client, bucket, long_file, KEY, **ONE_AT_A_TIME)
     aborter.join()
 
+    assert aborted, "the held completion's upload was aborted"
     assert stored_bytes(direct, bucket) == long_file.read_bytes() and result.multipart
-    assert "was gone when it was completed" in caplog.text
+    assert f"Multipart upload {aborted[0]} of s3://{bucket}/{KEY} was gone" in caplog.text
     assert proxy.count("create_multipart") == 2 and proxy.count("complete_multipart") >= 2
     assert list_open_multipart_uploads(direct, bucket) == []
 

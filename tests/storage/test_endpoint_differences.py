@@ -19,6 +19,7 @@ from tests.support.s3_backends import MOTO, S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from tests.support.uploads import MiB, settings_for, upload
 from upload_jobs.errors import ErrorKind, KeyConflict, PermanentUploadError, TransientUploadError
+from upload_jobs.settings import Settings
 from upload_jobs.storage.ownership import KeyOwner
 from upload_jobs.storage.resume import MultipartUpload
 from upload_jobs.storage.spaces import ensure_bucket, list_open_multipart_uploads, make_s3_client
@@ -301,3 +302,19 @@ def test_a_bucket_is_made_where_the_endpoint_refuses_the_region_as_its_location(
 
     assert client.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert "refuses nyc3 as a bucket location" in caplog.text
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "nyc3"])
+def test_a_bucket_is_made_in_the_signing_region_or_the_default_one(
+    proxy: S3FaultProxy, region: str
+) -> None:
+    settings = Settings(bucket="unused", endpoint_url=proxy.endpoint_url, region=region)
+    client = make_s3_client(settings)
+    name = f"videos-{os.urandom(6).hex()}"
+
+    ensure_bucket(client, name)
+    ensure_bucket(client, name)  # there already: nothing to do
+
+    assert client.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    created = proxy.statuses("other")
+    assert created.count(200) == 1 and len(created) <= 2, "once, or once more without a region"

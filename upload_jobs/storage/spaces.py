@@ -271,12 +271,13 @@ def ensure_bucket(client: S3Client, bucket: str) -> None:
         except bce.ClientError as exc:
             if not is_not_found(exc):
                 raise
-        region = client.meta.region_name
         # Outside us-east-1, S3 (and moto) insist the location matches the endpoint's region.
-        if region not in (None, "us-east-1") and not _create_bucket(client, bucket, region):
+        region = client.meta.region_name
+        location = region if region not in (None, "us-east-1") else None
+        if not _create_bucket(client, bucket, location):
             # Ceph RGW names its locations after its zonegroups, not the signing region.
             logger.info("%s refuses %s as a bucket location: creating %s in its default one",
-                        client.meta.endpoint_url, region, bucket)  # fmt: skip
+                        client.meta.endpoint_url, location, bucket)  # fmt: skip
             _create_bucket(client, bucket, None)
     logger.info("Created bucket %s", bucket)
 

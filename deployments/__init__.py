@@ -13,6 +13,11 @@ WORK_POOL = "video-uploads"
 DEFAULT_SWEEP_CRON = "*/15 * * * *"
 
 
+def retry_run_name(job_id: int) -> str:
+    """The name of a run of `retry-upload-job` for this job, from the moment it exists."""
+    return f"retry-upload-job-{job_id}"
+
+
 def retry_idempotency_key(job_id: int, attempt_number: int) -> str:
     """One flow run per job attempt, however many sweeps or people ask for it at once."""
     return f"retry-upload-job-{job_id}-attempt-{attempt_number}"

@@ -10,10 +10,9 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import FlowRunWaitTimeout, ObjectNotFound
 from prefect.flow_runs import wait_for_flow_run
 
-from deployments import RETRY_DEPLOYMENT, PrefectUnavailable
+from deployments import RETRY_DEPLOYMENT, PrefectUnavailable, retry_run_name
 from deployments.server import prefect_ui_url, require_prefect_server
-from upload_jobs.jobs.models import JobStatus
-from upload_jobs.jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.jobs.retry_outcome import RetryOutcome, finished_run_outcome
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
 
@@ -46,7 +45,7 @@ def start_retry(job_id: int, idempotency_key: str | None = None) -> FlowRun:
         timeout=0,
         idempotency_key=idempotency_key,
         # The name the flow gives itself once it starts, so the UI shows it from the start.
-        flow_run_name=f"retry-upload-job-{job_id}",
+        flow_run_name=retry_run_name(job_id),
     )
     return flow_run
 
@@ -67,15 +66,7 @@ def wait_for_retry(flow_run: FlowRun, timeout_seconds: int) -> FlowRun | None:
 def finished_retry_outcome(job_id: int, flow_run: FlowRun) -> RetryOutcome:
     """How a finished remote retry ended, worded as `upload-jobs retry` words an in-process one."""
     store = JobStore(get_settings().database_url)
-    job = store.get_job(job_id)
-    flow_run_id = str(flow_run.id)
-    # A run refused because the job was already done also leaves the job completed: both count.
-    if job.status == JobStatus.COMPLETED:
-        return completed_outcome(store, job, flow_run_id)
-    attempts = store.list_attempts(job_id)
-    # The job row speaks for this run only if the run got as far as recording an attempt;
-    # otherwise (refused, crashed before the claim) the flow run's state says why.
-    ran = bool(attempts) and attempts[-1].flow_run_id == flow_run_id
-    state_message = flow_run.state.message if flow_run.state else None
-    reason = (job.last_error if ran else state_message) or "unknown"
-    return failed_outcome(job, reason, job.error_kind if ran else None, flow_run_id)
+    state = flow_run.state
+    completed = state is not None and state.is_completed()
+    message = state.message if state is not None else None
+    return finished_run_outcome(store, job_id, str(flow_run.id), completed, message)

@@ -6,9 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from prefect import flow
+from prefect.states import Completed, Failed, State
 
 from tasks.cdn import purge_cdn_cache
-from tasks.events import emit_attempt_events
+from tasks.events import emit_attempt_events, emit_failure_event
 from tasks.files import check_source_file, cleanup_temp_file, measure_file_size
 from tasks.job_steps import steps_of_job
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
@@ -16,7 +17,7 @@ from tasks.optimize import choose_upload_file, optimize_for_streaming
 from tasks.upload import upload_task_for
 from upload_jobs.errors import error_kind_for
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
-from upload_jobs.jobs.claims import ClaimedJob
+from upload_jobs.jobs.claims import ClaimedJob, ClaimRefused
 from upload_jobs.jobs.files import attempt_work_dir
 from upload_jobs.jobs.leases import HeldLease
 from upload_jobs.jobs.models import UploadJob
@@ -26,9 +27,19 @@ from upload_jobs.storage.spaces import public_url
 
 
 @flow(name="retry-upload-job", flow_run_name="retry-upload-job-{job_id}")
-def retry_upload_job(job_id: int) -> UploadJob:
-    """Claim the job, check, optimize, measure and upload its video, mark it, clean up."""
-    return run_upload_steps(job_id)
+def retry_upload_job(job_id: int) -> UploadJob | State:
+    """Claim the job, check, optimize, measure and upload its video, mark it, clean up.
+
+    A run with nothing to do (the job is completed, or another run holds it) ends Completed,
+    saying so; one for an unknown job, or whose source cannot be uploaded at all, ends Failed
+    in one line (the source's problem recorded on the job, no attempt spent).
+    """
+    try:
+        return run_upload_steps(job_id)
+    except ClaimRefused as refused:
+        if refused.nothing_to_do:
+            return Completed(message=refused.sentence())
+        return Failed(message=refused.sentence())
 
 
 def run_upload_steps(job_id: int) -> UploadJob:
@@ -42,6 +53,10 @@ def run_upload_steps(job_id: int) -> UploadJob:
 def _upload_steps(job_id: int) -> UploadJob:
     settings = get_settings()
     claim = claim_job(job_id)
+    if isinstance(claim, ClaimRefused):
+        if claim.recorded is not None:  # the source's problem, on the job: said as a failure is
+            emit_failure_event(claim.recorded)
+        raise claim
     report = AttemptReport(preset=str(settings.preset))
     work_dir = attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
     # Renewed while the steps run; a signal, a cancellation or a shutdown gives the job back.

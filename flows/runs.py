@@ -6,14 +6,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect.exceptions import MissingResult
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
-from upload_jobs.errors import JobAlreadyCompleted, JobNotClaimable, UploadJobError
-from upload_jobs.jobs.models import JobStatus
-from upload_jobs.jobs.retry_outcome import RetryOutcome, completed_outcome, failed_outcome
+from upload_jobs.errors import UploadJobError
+from upload_jobs.jobs.retry_outcome import RetryOutcome, finished_run_outcome
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import get_settings
 
@@ -25,18 +23,7 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
         state = retry_upload_job(job_id, return_state=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     store = JobStore(get_settings().database_url)
-    job = store.get_job(job_id)
-    if state.is_completed() and job.status == JobStatus.COMPLETED:
-        return completed_outcome(store, job, flow_run_id)
-    try:
-        error = state.result(raise_on_failure=False)
-    except MissingResult:  # a state read back from a busy Prefect API can come without data
-        error = None
-    if isinstance(error, JobNotClaimable):
-        # Refused at the claim: only "already completed" counts as the job ending completed.
-        return RetryOutcome(job, isinstance(error, JobAlreadyCompleted), str(error), flow_run_id)
-    reason = job.last_error or (str(error) if isinstance(error, BaseException) else state.message)
-    return failed_outcome(job, reason or "unknown", job.error_kind, flow_run_id)
+    return finished_run_outcome(store, job_id, flow_run_id, state.is_completed(), state.message)
 
 
 def prefect_console_handlers() -> set[PrefectConsoleHandler]:

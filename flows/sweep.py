@@ -6,6 +6,7 @@ import contextvars
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from prefect import flow
+from prefect.states import Completed, State
 
 from flows.retry_upload import run_upload_steps
 from tasks.sweep import (
@@ -21,6 +22,7 @@ from tasks.sweep import (
     start_retry_run,
 )
 from upload_jobs.errors import JobNotClaimable
+from upload_jobs.jobs.claims import ClaimRefused
 from upload_jobs.jobs.leases import (
     LeaseLost,
     RunInterrupted,
@@ -43,7 +45,7 @@ def sweep_failed_uploads(
     resumable_multipart_hours: float = 72.0,
     stale_temp_hours: float = 6.0,
     reconcile: bool = True,
-) -> SweepReport:
+) -> State:
     """Reap lost runs, retry due failed jobs (here or on workers) unless their object is
     already stored or a retry run is queued for them, tidy up, report; `max_attempts` defaults
     to UPLOAD_JOBS_MAX_ATTEMPTS."""
@@ -72,9 +74,11 @@ def sweep_failed_uploads(
         )
         report.aborted_multipart_uploads = cleanup.aborted
         report.kept_multipart_uploads = cleanup.kept_for_resume
+        report.cleanup_skipped = cleanup.skipped
     report.removed_temp_files = remove_old_temp_files(stale_temp_hours)
     publish_sweep_report(report)
-    return report
+    # The run's name and final state say what it did, in the runs list and on its page.
+    return Completed(message=report.summary(), data=report)
 
 
 def retry_here(
@@ -131,10 +135,12 @@ def _run_all(
 
 
 def _retry_in_this_run(job_id: int) -> bool:
-    """Run the job's steps as task runs of the sweep's run; False when the claim was refused
+    """Run the job's steps as task runs of the sweep's run; False when there was nothing to do
     (another run holds the job, or it is completed already)."""
     try:
         run_upload_steps(job_id)
+    except ClaimRefused as refused:
+        return not refused.nothing_to_do  # a source problem is recorded on the job: an outcome
     except (JobNotClaimable, LeaseLost):
         return False
     except RunInterrupted:

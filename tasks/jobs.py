@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from tasks.job_steps import step_run_name
 from upload_jobs.errors import ErrorKind
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
-from upload_jobs.jobs.claims import ClaimedJob, new_lease_owner
+from upload_jobs.jobs.claims import ClaimedJob, ClaimRefused, new_lease_owner
 from upload_jobs.jobs.models import UploadJob
 from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.store import JobStore
@@ -22,17 +22,23 @@ MARK_RETRY_DELAYS = [1.0, 2.0, 4.0]
 
 
 @task(name="claim_job", task_run_name=step_run_name)
-def claim_job(job_id: int) -> ClaimedJob:
-    """Take the job for this flow run, or fail at once if another run holds it."""
+def claim_job(job_id: int) -> ClaimedJob | ClaimRefused:
+    """Take the job for this flow run; or say, without failing, why there is nothing to take
+    (done, held by another run, unknown, or a source no upload can start from)."""
     settings = get_settings()
     run_id = flow_run.get_id()
-    claim = JobStore(settings.database_url).claim_job(
+    claim = JobStore(settings.database_url).claim_ready_job(
         job_id,
         lease_owner=new_lease_owner(run_id),
         lease=timedelta(seconds=settings.lease_seconds),
+        policy=retry_policy(settings),
         flow_run_id=run_id,
     )
-    get_run_logger().info(
+    logger = get_run_logger()
+    if isinstance(claim, ClaimRefused):
+        (logger.info if claim.nothing_to_do else logger.error)("%s", claim.sentence())
+        return claim
+    logger.info(
         "Claimed upload job %s (attempt %s): %s", job_id, claim.attempt_number, claim.source_path
     )
     return claim

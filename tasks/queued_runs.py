@@ -1,5 +1,5 @@
 """Runs of `retry-upload-job/on-demand` that are queued, by job: what the sweep must not start
-a second run for."""
+a second run for, and what a run is named before it starts."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 
-from deployments import RETRY_DEPLOYMENT
+from deployments import RETRY_DEPLOYMENT, retry_run_name
 
 # A run in one of these states will claim its job soon (Late runs are Scheduled ones). Not
 # Running ones: a running run has claimed its job already (not due, so not picked), and one
@@ -32,9 +32,32 @@ RUNS_PER_PAGE = 200
 def queued_retry_runs() -> dict[int, str]:
     """Job id -> id of a `retry-upload-job/on-demand` run scheduled or starting for it, due
     within the last 15 minutes or later: above all the runs triggers scheduled for after a
-    backoff, which the sweep must not double. Empty when the server has no such deployment (a
-    temporary server)."""
-    queued: dict[int, str] = {}
+    backoff, which the sweep must not double. Each is given its job's name on the way. Empty
+    when the server has no such deployment (a temporary server)."""
+    queued = _queued_runs()
+    _name_for_their_jobs(queued)
+    return {job_id: str(run.id) for job_id, run in queued.items()}
+
+
+def name_queued_retry_runs() -> int:
+    """Give every queued retry run its job's name (`retry-upload-job-42`) now, not when it
+    starts: runs made by event triggers, the UI's Quick run or the REST API get a random name
+    from the server (`granite-degu`); how many were renamed."""
+    return _name_for_their_jobs(_queued_runs())
+
+
+def _name_for_their_jobs(queued: dict[int, FlowRun]) -> int:
+    misnamed = {job_id: run for job_id, run in queued.items() if run.name != retry_run_name(job_id)}
+    if misnamed:
+        with get_client(sync_client=True) as client:
+            for job_id, run in misnamed.items():
+                client.update_flow_run(run.id, name=retry_run_name(job_id))
+    return len(misnamed)
+
+
+def _queued_runs() -> dict[int, FlowRun]:
+    """Job id -> the queued retry run for it (see `queued_retry_runs`)."""
+    queued: dict[int, FlowRun] = {}
     seen = 0
     not_stale = datetime.now(UTC) - STALE_AFTER
     with get_client(sync_client=True) as client:
@@ -54,8 +77,16 @@ def queued_retry_runs() -> dict[int, str]:
             )
             seen += len(page)
             for run in page:
-                job_id = run.parameters.get("job_id")
+                job_id = _job_id_of(run)
                 if job_id is not None:
-                    queued[int(job_id)] = str(run.id)
+                    queued[job_id] = run
             if len(page) < RUNS_PER_PAGE:
                 return queued
+
+
+def _job_id_of(run: FlowRun) -> int | None:
+    """The run's `job_id` parameter, when it is one (a run made by hand may carry anything)."""
+    try:
+        return int(run.parameters.get("job_id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -6,18 +6,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
 
-from deployments import RETRY_DEPLOYMENT, retry_idempotency_key
+from deployments import RETRY_DEPLOYMENT, retry_idempotency_key, retry_run_name
 from tasks.queued_runs import queued_retry_runs
-from upload_jobs.errors import PermanentUploadError, TransientUploadError
+from upload_jobs.errors import PermanentUploadError, TransientUploadError, UploadJobError
 from upload_jobs.jobs.leases import take_back_if_gone
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.reconcile import ReconcileScope, reconcile_jobs
+from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.streaming_stats import completed_startups, startup_lines
 from upload_jobs.jobs.sweeping import SweepReport, remove_stale_temp_files
@@ -64,19 +68,22 @@ def reap_expired_leases() -> list[int]:
 
 @task(name="pick_due_jobs")
 def pick_due_jobs(limit: int, max_attempts: int) -> DueJobs:
-    """Failed jobs that are due, oldest first; those whose source file is gone are set aside."""
-    jobs = JobStore(get_settings().database_url).due_failed_jobs(limit, max_attempts)
-    ready = [
-        DueJob(job.id, job.attempts + 1)
-        for job in jobs
-        if job.id is not None and Path(job.source_path).is_file()
-    ]
-    missing = [job.id for job in jobs if job.id is not None and not Path(job.source_path).is_file()]
+    """Failed jobs that are due and jobs added a while ago and never run, oldest first; those
+    whose source cannot be uploaded are set aside, the problem recorded on them (no attempt)."""
+    settings = get_settings()
+    store = JobStore(settings.database_url)
+    pending_for = timedelta(seconds=settings.pending_grace_seconds)
+    ready, unusable = [], []
+    for job in store.due_jobs(limit, max_attempts, pending_for):
+        if store.refuse_unusable_source(job, retry_policy(settings)) is not None:
+            unusable.append(job.id or 0)
+        else:
+            ready.append(DueJob(job.id or 0, job.attempts + 1))
     logger = get_run_logger()
-    logger.info("Picked %d due failed jobs: %s", len(ready), [due.job_id for due in ready])
-    if missing:
-        logger.warning("Not retried, source file missing: jobs %s", missing)
-    return DueJobs(ready=ready, missing_source=missing)
+    logger.info("Picked %d due jobs: %s", len(ready), [due.job_id for due in ready])
+    if unusable:
+        logger.warning("Not retried, source file missing or unusable: jobs %s", unusable)
+    return DueJobs(ready=ready, missing_source=unusable)
 
 
 @task(name="set_aside_queued_retries")
@@ -147,6 +154,7 @@ def start_retry_run(due: DueJob) -> str:
         timeout=0,
         # Two sweeps picking the same job attempt start one flow run between them.
         idempotency_key=retry_idempotency_key(due.job_id, due.next_attempt_number),
+        flow_run_name=retry_run_name(due.job_id),
     )
     return str(flow_run.id)
 
@@ -164,15 +172,21 @@ def abort_stale_multipart_uploads(
         for upload_id, record in recorded.items()
         if record.resumable and record.recorded_within(timedelta(hours=resumable_for_hours))
     )
-    cleanup = spaces.abort_stale_multipart_uploads(
-        spaces.make_s3_client(settings),
-        settings.bucket,
-        timedelta(hours=older_than_hours),
-        prefix=settings.key_prefix,
-        keep=keep,
-        finished=frozenset(recorded) - keep,
-    )
     logger = get_run_logger()
+    try:
+        cleanup = spaces.abort_stale_multipart_uploads(
+            spaces.make_s3_client(settings),
+            settings.bucket,
+            timedelta(hours=older_than_hours),
+            prefix=settings.key_prefix,
+            keep=keep,
+            finished=frozenset(recorded) - keep,
+        )
+    except UploadJobError as exc:
+        # Housekeeping: a bucket it cannot read this time fails no sweep (the retries, if any,
+        # said so already); the next sweep cleans up.
+        logger.warning("Stale multipart uploads not cleaned up: %s", exc)
+        return spaces.MultipartCleanup(0, 0, skipped=str(exc))
     if cleanup.aborted:
         logger.info("Aborted %d stale multipart uploads", cleanup.aborted)
     if cleanup.kept_for_resume:
@@ -191,11 +205,13 @@ def remove_old_temp_files(older_than_hours: float) -> int:
 
 @task(name="publish_sweep_report")
 def publish_sweep_report(report: SweepReport) -> None:
-    """A table artifact of outcomes and a markdown summary, shown on the flow run in the UI."""
+    """A table artifact of outcomes and a markdown summary, shown on the flow run in the UI;
+    the run renamed to say what it did (`sweep-local: 2 completed, 1 failed`)."""
+    rename_this_run(f"sweep-{report.mode}: {report.summary()}")
     create_table_artifact(
         key="sweep-report", table=report.rows(), description="Jobs per outcome of this sweep"
     )
-    lines = [f"# Sweep ({report.mode})", ""]
+    lines = [f"# Sweep ({report.mode}): {report.summary()}", ""]
     lines += [f"- **{row['outcome']}**: {row['jobs']}" for row in report.rows() if row["jobs"]]
     if report.stopped_early:
         lines += ["", f"**Stopped early**: {report.stopped_early}"]
@@ -204,3 +220,15 @@ def publish_sweep_report(report: SweepReport) -> None:
         lines += ["", "## Startup cost (bytes a player reads before the first frame)", ""]
         lines += startup_lines(startups)
     create_markdown_artifact(key="sweep-summary", markdown="\n".join(lines))
+
+
+def rename_this_run(name: str) -> None:
+    """Give the flow run this task runs in `name`; a failure to is a warning, never the end."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(run_id), name=name)
+    except Exception as exc:
+        get_run_logger().warning("Could not rename this run to %r: %s", name, exc)

@@ -176,9 +176,13 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def served(settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+def served(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServeProcess]:
     """Both deployments served by `upload-jobs serve` in a subprocess with this test's settings
-    (on the session's Prefect server), runs picked every second."""
+    (on the session's Prefect server, whose scheduler is off: serve says so after 5 s), runs
+    picked every second."""
+    monkeypatch.setenv("UPLOAD_JOBS_SCHEDULE_CHECK_SECONDS", "5")
     delete_deployments()
     process = ServeProcess(tmp_path / "serve.log")
     try:

@@ -63,7 +63,12 @@ class UploadJobError(Exception):
     error_kind: ErrorKind = ErrorKind.INTERNAL
 
 
-class SourceMissing(UploadJobError):
+class SourceProblem(UploadJobError):
+    """A source no upload can start from (missing, empty, unreadable, not a video): the run
+    records it on the job and spends no attempt; someone must fix the file."""
+
+
+class SourceMissing(SourceProblem):
     """The job's source video is not on disk."""
 
     error_kind = ErrorKind.SOURCE_MISSING
@@ -73,7 +78,7 @@ class SourceMissing(UploadJobError):
         self.path = path
 
 
-class SourceEmpty(UploadJobError):
+class SourceEmpty(SourceProblem):
     """The job's source video exists but has no bytes."""
 
     error_kind = ErrorKind.SOURCE_EMPTY
@@ -83,13 +88,13 @@ class SourceEmpty(UploadJobError):
         self.path = path
 
 
-class SourceUnreadable(UploadJobError):
+class SourceUnreadable(SourceProblem):
     """The source path exists but cannot be read as a file (a folder, no permission)."""
 
     error_kind = ErrorKind.SOURCE_UNREADABLE
 
 
-class SourceNotVideo(UploadJobError):
+class SourceNotVideo(SourceProblem):
     """The source file does not start like an MP4/MOV video, so it is not uploaded as one."""
 
     error_kind = ErrorKind.SOURCE_NOT_VIDEO

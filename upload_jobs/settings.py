@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # "Retries and events").
     retry_backoff_seconds: float = Field(default=60, gt=0)
     max_attempts: int = Field(default=5, ge=1)
+    # A job added and never run (pending) this long is taken by the next sweep: `add` plus the
+    # schedule is enough. Long enough that a pipeline adding and then retrying it itself wins.
+    pending_grace_seconds: float = Field(default=300, ge=0)
     # The name of a prefect-aws AwsCredentials block holding the Spaces key (and, if it sets
     # them, region and endpoint): every S3 client uses it instead of boto3's environment chain.
     aws_credentials_block: str | None = None

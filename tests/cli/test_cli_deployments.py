@@ -163,4 +163,11 @@ def test_retry_and_distributed_sweep_run_on_the_served_deployment(
             assert client.read_flow_run(UUID(flow_run_id)).parameters == {"job_id": job_id}
     everything = "\n".join([*outputs, served.log_path.read_text(errors="replace")])
     assert "Uploaded to s3://" in everything  # the flow runs' logs are in there
+    # The session's server runs no scheduler: serve said so, in one sentence, and why.
+    said = " ".join(everything.split())
+    assert (
+        "The Prefect server has scheduled no run of sweep-failed-uploads/scheduled in 5 s, so "
+        "failed jobs are not swept on their own: its scheduler service is off "
+        "(PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED=false" in said
+    )
     assert TEST_ACCESS_KEY not in everything and TEST_SECRET_KEY not in everything

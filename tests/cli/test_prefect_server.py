@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -98,20 +99,41 @@ def test_a_server_running_here_is_used_without_configuring_it(
 @pytest.mark.flow
 @pytest.mark.usefixtures("prefect_server")
 def test_an_expected_failure_is_one_line_on_the_terminal(
+    settings: Settings, tmp_path: Path, clip: Callable[[str, str], Path]
+) -> None:
+    store = JobStore(settings.database_url)
+    job = store.add_job(str(clip("faststart", "a.mp4")), "videos/a.mp4", JobStatus.FAILED)
+    server = get_current_settings().api.url or ""
+    env = process_env(tmp_path, PREFECT_API_URL=server, UPLOAD_JOBS_BUCKET="no-such-bucket-here")
+
+    done = run_cli("retry", str(job.id), env=env)
+
+    assert done.returncode == 1
+    said = " ".join(done.stderr.split())  # as the terminal wrapped it
+    assert "NoSuchBucket" in said
+    # Prefect logs the failed step as it always does, but without a traceback for a failure
+    # this project raised on purpose (the Prefect UI keeps the traceback).
+    assert "Task run encountered an exception PermanentUploadError" in said, said
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_source_no_upload_can_start_from_is_refused_without_a_run_or_an_attempt(
     settings: Settings, tmp_path: Path
 ) -> None:
     store = JobStore(settings.database_url)
     gone = store.add_job(str(tmp_path / "gone.mp4"), "videos/gone.mp4", JobStatus.FAILED)
-    server = get_current_settings().api.url or ""
+    dead = closed_port_url("/api")  # it would be refused if the command went to a server at all
 
-    done = run_cli("retry", str(gone.id), env=process_env(tmp_path, PREFECT_API_URL=server))
+    done = run_cli("retry", str(gone.id), env=process_env(tmp_path, PREFECT_API_URL=dead))
 
     assert done.returncode == 1
-    assert "Original video file not found" in done.stderr
-    # Prefect logs the failed step as it always does, but without a traceback for a failure
-    # this project raised on purpose (the Prefect UI keeps the traceback).
-    assert "Task run failed with exception: SourceMissing" in done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"Upload job {gone.id} failed [source_missing]: Original video file not found" in said
+    assert f"No attempt was spent: fix the file, then run `upload-jobs retry {gone.id}`." in said
     assert "Traceback" not in done.stderr + done.stdout
+    recorded = store.get_job(gone.id or 0)
+    assert (recorded.error_kind, recorded.attempts) == ("source_missing", 0)
+    assert store.list_attempts(gone.id or 0) == []
 
 
 def test_retrying_a_completed_job_starts_no_flow_run(settings: Settings, clip) -> None:

@@ -41,7 +41,7 @@ def test_each_attempt_ends_with_its_documented_events(
     missing = add_job(settings, tmp_path / "gone.mp4")
     throttled = add_job(settings, clip("faststart", "throttled.mp4"))
     retry_upload_job(fell_back, return_state=True)
-    retry_upload_job(missing, return_state=True)
+    refused = retry_upload_job(missing, return_state=True)
     with S3FaultProxy(s3_server.endpoint_url) as proxy:
         proxy.fail_always(503, "SlowDown", kinds={"put_object"})
         monkeypatch.setenv("UPLOAD_JOBS_ENDPOINT_URL", proxy.endpoint_url)
@@ -56,12 +56,19 @@ def test_each_attempt_ends_with_its_documented_events(
         job_id: [e for e in events if e.resource.id == f"upload-job.{job_id}"]
         for job_id in (fell_back, missing, throttled)
     }
-    for job_id, sent in by_job.items():
+    # The missing source spent no attempt (its event says attempt 0); the others' first.
+    runs = {missing: (str(refused.state_details.flow_run_id), 0)}
+    for job_id in (fell_back, throttled):
         [attempt] = store.list_attempts(job_id)
+        runs[job_id] = (str(attempt.flow_run_id), 1)
+    assert store.list_attempts(missing) == []
+    for job_id, sent in by_job.items():
+        flow_run_id, attempt_number = runs[job_id]
         for event in sent:
             related = {r.id: r.role for r in event.related}
-            assert related.get(f"prefect.flow-run.{attempt.flow_run_id}") == "flow-run", event
-            assert event.payload["job_id"] == job_id and event.payload["attempt"] == 1
+            assert related.get(f"prefect.flow-run.{flow_run_id}") == "flow-run", event
+            assert event.payload["job_id"] == job_id
+            assert event.payload["attempt"] == attempt_number
             assert event.resource.name == store.get_job(job_id).object_key
 
     fallback, completed = by_job[fell_back]

@@ -154,7 +154,7 @@ def test_completed_jobs_whose_object_is_gone_are_set_back_to_failed(
     )  # fmt: skip
     assert "the next sweep uploads it again" in (job.last_error or "")
     assert job.optimized_for_streaming is False and job.completed_at is None
-    assert jobs.store.due_failed_jobs(10, 5)[0].id in (deleted, replaced), "due at once"
+    assert jobs.store.due_jobs(10, 5)[0].id in (deleted, replaced), "due at once"
     assert jobs.store.get_job(kept).status == JobStatus.COMPLETED
     assert report.summary() == (  # type: ignore[attr-defined]
         f"Checked 3 jobs against s3://{settings.bucket}: 0 marked completed, "

@@ -36,7 +36,7 @@ def test_expired_leases_are_reaped_as_worker_lost(database_url: str) -> None:
     [attempt] = store.list_attempts(lost.id)
     assert (attempt.outcome, attempt.error_kind) == ("failed", "worker_lost")
     assert store.get_job(alive.id).status == JobStatus.IN_PROGRESS
-    assert store.due_failed_jobs(limit=10, max_attempts=5)[0].id == lost.id
+    assert store.due_jobs(limit=10, max_attempts=5)[0].id == lost.id
 
 
 def test_due_jobs_respect_attempts_backoff_and_age(database_url: str) -> None:
@@ -59,10 +59,10 @@ def test_due_jobs_respect_attempts_backoff_and_age(database_url: str) -> None:
                 .values(next_attempt_at=None)
             )
 
-    due = store.due_failed_jobs(limit=10, max_attempts=2)
+    due = store.due_jobs(limit=10, max_attempts=2)
     assert [job.id for job in due] == [old.id, new.id]
-    assert [job.id for job in store.due_failed_jobs(limit=1, max_attempts=2)] == [old.id]
-    assert exhausted.id in [job.id for job in store.due_failed_jobs(limit=10, max_attempts=3)]
+    assert [job.id for job in store.due_jobs(limit=1, max_attempts=2)] == [old.id]
+    assert exhausted.id in [job.id for job in store.due_jobs(limit=10, max_attempts=3)]
 
 
 def test_breaker_opens_on_a_streak_of_permanent_errors_only() -> None:

@@ -20,6 +20,8 @@ from tests.support.prefect_runs import delete_runs_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVE_STARTUP_SECONDS = 60
+# No sweep may fire during a test unless it asks: once a year, at New Year.
+NEVER_DURING_A_TEST = "0 0 1 1 *"
 
 
 def delete_deployments() -> None:
@@ -38,7 +40,7 @@ def delete_deployments() -> None:
 class ServeProcess:
     """`upload-jobs serve` in a subprocess, against the session's Prefect server."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, sweep_cron: str = NEVER_DURING_A_TEST) -> None:
         env = {
             **os.environ,
             "PREFECT_API_URL": str(get_current_settings().api.url),
@@ -46,9 +48,8 @@ class ServeProcess:
         }
         self.log_path = log_path
         with log_path.open("wb") as log:
-            # No sweep may fire during the test: once a year, at New Year.
             command = [sys.executable, "-m", "upload_jobs.cli", "serve", "--poll-seconds", "1"]
-            command += ["--sweep-cron", "0 0 1 1 *"]
+            command += ["--sweep-cron", sweep_cron]
             self.popen = subprocess.Popen(
                 command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -64,16 +65,16 @@ class ServeProcess:
             time.sleep(0.5)
         raise AssertionError(f"serve did not register its deployments:\n{self.log()}")
 
-    def stop(self) -> None:
-        """SIGTERM, as a service manager stops it; killed if it lingers."""
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM, as a service manager stops it (or Ctrl-C's SIGINT); killed if it lingers."""
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(signum)
             try:
                 self.popen.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
 
-    def log(self) -> str:
+    def log(self, lines: int = 60) -> str:
         """The end of the process's output, flow runs included."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-60:])
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

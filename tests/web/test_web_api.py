@@ -163,9 +163,12 @@ def test_retry_refusals_say_why_with_the_right_status(
             assert (code, body["error_kind"]) == (status_code, kind), body
             assert words in body["detail"]
         assert queue.started == [failed.id], "no refused retry was started"
-        for bad_id in ("0", "abc", str(2**31), "-1"):
+        for bad_id in ("0", str(2**31)):
             code, body = retry(bad_id)
             assert code == 422 and body["detail"].startswith("Invalid request: path job_id")
+        for not_an_id in ("abc", "-1"):  # no such route: ids are numbers
+            code, body = retry(not_an_id)
+            assert code == 404 and body["detail"] == "No such page or API route"
         assert client.get("/api/jobs/424242").status_code == 404
 
 

@@ -26,17 +26,14 @@ from upload_jobs.cli.output import (
 from upload_jobs.errors import UploadJobError
 from upload_jobs.jobs.leases import interruption_reason
 from upload_jobs.settings import get_settings
-from upload_jobs.storage.endpoint_probes import (
-    ClientVariant,
-    EndpointReport,
-    Outcome,
-    probe_endpoint,
-)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_STYLES = {Outcome.WORKS: "green", Outcome.REFUSED: "yellow", Outcome.IGNORED: "yellow"}
+    from upload_jobs.storage.endpoint_probes import ClientVariant, EndpointReport, ProbeResult
+
+# What a result looks like: works in green, refused or ignored in yellow, weaker in red.
+_STYLES = {"works": "green", "refused": "yellow", "ignored": "yellow"}
 
 
 def check_endpoint(json_output: JsonOption = False) -> None:
@@ -83,6 +80,8 @@ def _probe(
     variant: ClientVariant, client: S3Client, bucket: str, acl: str, quiet: bool
 ) -> EndpointReport:
     """Every probe, with a spinner naming the one running; network failures as domain errors."""
+    # Imported here: botocore costs ~0.2 s, and `add`, `list` and `show` never need it.
+    from upload_jobs.storage.endpoint_probes import probe_endpoint
     from upload_jobs.storage.failures import classified_upload_errors
 
     with (
@@ -98,6 +97,10 @@ def _probe(
             acl=acl,
             on_probe=lambda check: progress.update(probing, description=check),
         )
+
+
+def _style(result: ProbeResult) -> str:
+    return "red" if result.weaker else _STYLES[str(result.outcome)]
 
 
 def _as_json(report: EndpointReport) -> dict[str, object]:
@@ -117,7 +120,7 @@ def _print_report(report: EndpointReport) -> None:
     table.add_column("RESULT", no_wrap=True)
     table.add_column("FOR UPLOADS")
     for result in report.results:
-        style = "red" if result.weaker else _STYLES[result.outcome]
+        style = _style(result)
         table.add_row(
             escape(result.check),
             f"[{style}]{result.outcome}[/{style}]",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.markup import escape
@@ -21,10 +21,12 @@ from upload_jobs.cli.output import (
 )
 from upload_jobs.cli.serving import flow_parameters
 from upload_jobs.errors import JobAlreadyCompleted
-from upload_jobs.jobs.claims import claim_refusal
+from upload_jobs.jobs.claims import ClaimRefused, claim_refusal
 from upload_jobs.jobs.leases import take_back_if_gone
-from upload_jobs.jobs.retry_outcome import RetryOutcome
+from upload_jobs.jobs.retry_outcome import RetryOutcome, failed_outcome
+from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.sweeping import SweepMode, SweepReport
+from upload_jobs.settings import get_settings
 
 
 def retry(
@@ -60,6 +62,10 @@ def retry(
             # No flow run to start (nor a Prefect server): the claim would refuse it the same way.
             completed = isinstance(refusal, JobAlreadyCompleted)
             outcome = RetryOutcome(job, completed, str(refusal), flow_run_id=None)
+        elif problem := store.refuse_unusable_source(job, retry_policy(get_settings())):
+            # As the run's claim would: recorded on the job, no attempt spent, no run started.
+            said = ClaimRefused(job_id, problem).sentence()
+            outcome = failed_outcome(store.get_job(job_id), said, problem.error_kind, None)
         elif via_deployment:
             outcome = _retry_via_deployment(job_id, wait, timeout, json_output)
         else:
@@ -165,7 +171,7 @@ def sweep(
             state = sweep_failed_uploads(**parameters, return_state=True)
         if not state.is_completed():
             fail(f"The sweep did not finish: {state.message}", EXIT_FAILED, json_output)
-        report: SweepReport = state.result()
+        report = cast(SweepReport, state.result())
         if json_output:
             presenters.print_json(console, dataclasses.asdict(report))
             return

@@ -6,9 +6,10 @@ import dataclasses
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from upload_jobs.cli import presenters
-from upload_jobs.cli.output import JsonOption, console, friendly_errors
+from upload_jobs.cli.output import JsonOption, console, err_console, friendly_errors
 from upload_jobs.jobs.sweeping import SweepMode
 
 
@@ -55,14 +56,26 @@ def serve(
         if json_output:
             presenters.print_json(console, {"api": api_url, "ui": ui_url, "deployments": rows})
         else:
-            console.print(presenters.rows_table(f"Serving on {api_url}", rows))
+            # Two columns fit 80: the parameters, when a deployment has its own, go below.
+            shown = [{"deployment": row["deployment"], "runs": row["runs"]} for row in rows]
+            console.print(presenters.rows_table(f"Serving on {api_url}", shown))
+            for row in rows:
+                if row["parameters"] != "flow defaults":
+                    console.print(f"{row['deployment']} parameters: {escape(row['parameters'])}",
+                                  highlight=False, soft_wrap=True)  # fmt: skip
             console.print(
                 f"Run them from the Prefect UI at {ui_url}, with "
                 "`prefect deployment run 'retry-upload-job/on-demand' -p job_id=ID` or "
                 "`upload-jobs retry ID --via-deployment`. Ctrl-C stops serving.",
                 highlight=False,
             )
-        serve_deployments(deployments, limit=limit, poll_seconds=poll_seconds)
+        serve_deployments(deployments, limit=limit, poll_seconds=poll_seconds, say=_say)
+        err_console.print("Stopped serving.", highlight=False)
+
+
+def _say(sentence: str) -> None:
+    """What serving tells the person running it, on stderr (stdout may carry --json)."""
+    err_console.print(escape(sentence), highlight=False, soft_wrap=True)
 
 
 def setup(

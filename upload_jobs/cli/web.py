@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from upload_jobs.cli.output import JsonOption, announce, console, friendly_errors
+from upload_jobs.cli.output import JsonOption, console, friendly_errors
 from upload_jobs.settings import get_settings
 from upload_jobs.web.retries import RetryVia
 
@@ -32,19 +33,38 @@ def web(
     ] = RetryVia.AUTO,
 ) -> None:
     """Serve the jobs page and its JSON API (docs at /docs) until Ctrl-C."""
-    from upload_jobs.web.server import WebServer, choose_retry_setup
+    # Not Prefect: the page serves at once, and where retries run is decided in the background
+    # (it imports Prefect, and may start a temporary server: seconds to a minute).
+    from upload_jobs.web.deferred_retries import DeferredRetryQueue
+    from upload_jobs.web.server import RetrySetup, WebServer
+
+    def decide() -> RetrySetup:
+        from upload_jobs.web.server import choose_retry_setup
+
+        return choose_retry_setup(retry_via, settings.web_retry_workers, _notice)
+
+    def say_where(setup: RetrySetup | None, error: Exception | None) -> None:
+        said = setup.description if setup is not None else f"Retries cannot run: {error}"
+        console.print(escape(said), highlight=False, soft_wrap=True)
 
     with friendly_errors(json_output=False):
         settings = get_settings()
-        setup = choose_retry_setup(retry_via, settings.web_retry_workers, announce)
-        server = WebServer(settings, setup, host or settings.web_host, _port(port))
+        queue = DeferredRetryQueue(decide, say_where)
+        deciding = "Deciding where retries run (Prefect, in the background)."
+        server = WebServer(settings, RetrySetup(queue, None, deciding), host or settings.web_host,
+                           _port(port))  # fmt: skip
         server.serve_until_interrupted(
             lambda url: console.print(
-                f"Jobs page: {url} (JSON API docs: {url}/docs)\n"
-                f"{escape(setup.description)}\nCtrl-C stops it.",
+                f"Jobs page: {url} (JSON API docs: {url}/docs)\n{deciding}\nCtrl-C stops it.",
                 highlight=False,
             )
         )
+
+
+def _notice(message: str) -> AbstractContextManager[object]:
+    """A line on the terminal (from a background thread: no spinner under the page's lines)."""
+    console.print(escape(message), highlight=False, soft_wrap=True)
+    return nullcontext()
 
 
 def _port(port: int | None) -> int:

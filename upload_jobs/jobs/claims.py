@@ -18,8 +18,12 @@ from upload_jobs.errors import (
     JobAlreadyCompleted,
     JobInProgress,
     JobNotClaimable,
+    JobNotFound,
+    SourceProblem,
+    UploadJobError,
 )
 from upload_jobs.jobs.database import session_for
+from upload_jobs.jobs.files import check_source_file
 from upload_jobs.jobs.live_progress import ProgressTarget
 from upload_jobs.jobs.models import (
     AttemptOutcome,
@@ -29,6 +33,7 @@ from upload_jobs.jobs.models import (
     as_utc,
     utcnow,
 )
+from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.table import JobTable
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
@@ -50,6 +55,33 @@ class ClaimedJob:
     def progress_target(self) -> ProgressTarget:
         """Where this run's steps report their live progress."""
         return ProgressTarget(self.job_id, self.attempt_id)
+
+
+class ClaimRefused(Exception):
+    """Why a run took no job: nothing to do (completed, or another run holds it), no such job,
+    or a source no upload can start from (recorded on the job as `recorded`; no attempt)."""
+
+    def __init__(
+        self, job_id: int, error: UploadJobError, recorded: UploadJob | None = None
+    ) -> None:
+        super().__init__(str(error))
+        self.job_id, self.error, self.recorded = job_id, error, recorded
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether the job needs no run (done, or being done): no failure of the run's."""
+        return isinstance(self.error, JobNotClaimable)
+
+    def sentence(self) -> str:
+        """What the run says it ended with, and what to do."""
+        if self.nothing_to_do:
+            return f"{self.error}: nothing to do."
+        if isinstance(self.error, JobNotFound):
+            return f"{self.error}: nothing to retry (`upload-jobs list` shows the ids)."
+        return (
+            f"{self.error}. No attempt was spent: fix the file, then run "
+            f"`upload-jobs retry {self.job_id}`."
+        )
 
 
 def new_lease_owner(flow_run_id: str | None = None) -> str:
@@ -145,6 +177,63 @@ class JobClaims(JobTable):
                 lease_owner=lease_owner,
                 lease_expires_at=expires,
             )
+
+    def claim_ready_job(
+        self,
+        job_id: int,
+        lease_owner: str,
+        lease: timedelta,
+        policy: RetryPolicy,
+        flow_run_id: str | None = None,
+    ) -> ClaimedJob | ClaimRefused:
+        """Take the job for one run when there is something to do and its source can be
+        uploaded at all; else why not, a source problem recorded on the job without spending an
+        attempt (it is due again after the first backoff, for a file that may yet appear)."""
+        try:
+            job = self.get_job(job_id)
+        except JobNotFound as missing:
+            return ClaimRefused(job_id, missing)
+        if (refusal := claim_refusal(job)) is not None:
+            return ClaimRefused(job_id, refusal)
+        if (problem := self.refuse_unusable_source(job, policy)) is not None:
+            return ClaimRefused(job_id, problem, self.get_job(job_id))
+        try:
+            return self.claim_job(job_id, lease_owner, lease, flow_run_id)
+        except JobNotClaimable as taken:  # another run won the claim meanwhile
+            return ClaimRefused(job_id, taken)
+
+    def refuse_unusable_source(self, job: UploadJob, policy: RetryPolicy) -> SourceProblem | None:
+        """The problem of a source no upload can start from (missing, empty, unreadable, not a
+        video), recorded on the job without spending an attempt; None when it can be read."""
+        try:
+            check_source_file(job.source_path)
+        except SourceProblem as problem:
+            self._record_source_problem(job, problem, policy)
+            return problem
+        return None
+
+    def _record_source_problem(
+        self, job: UploadJob, problem: SourceProblem, policy: RetryPolicy
+    ) -> None:
+        """The job failed with `problem`, its attempts as they were; unless a run holds it or it
+        completed meanwhile (then it is left as it is)."""
+        now = utcnow()
+        record = (
+            update(UploadJob)
+            .where(col(UploadJob.id) == job.id)
+            .where(col(UploadJob.status).in_(CLAIMABLE_STATUSES))
+            .values(
+                status=JobStatus.FAILED,
+                last_error=str(problem),
+                error_kind=problem.error_kind,
+                next_attempt_at=now + policy.backoff(max(job.attempts, 1)),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with session_for(self.database_url) as session:
+            session.connection().execute(record)
+            session.commit()
 
     def _why_not_claimable(self, job_id: int) -> Exception:
         job = self.get_job(job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from upload_jobs.jobs.models import UploadJob
+from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.jobs.store import JobStore
 
 
@@ -34,6 +34,26 @@ def failed_outcome(
     advice = "" if "`upload-jobs " in reason else f" Fix the cause, then run {retry} again."
     message = f"Upload job {job.id} failed{kind}: {reason.rstrip('.')}.{advice}"
     return RetryOutcome(job, False, message, flow_run_id)
+
+
+def finished_run_outcome(
+    store: JobStore, job_id: int, flow_run_id: str | None, run_completed: bool,
+    run_message: str | None,
+) -> RetryOutcome:  # fmt: skip
+    """How a finished retry run ended, wherever it ran: from the job row when the run recorded
+    an attempt, else from the run's own state (nothing to do, no such job, a source it refused:
+    recorded on the job without an attempt)."""
+    job = store.get_job(job_id)
+    attempts = store.list_attempts(job_id)
+    ran = bool(attempts) and attempts[-1].flow_run_id == flow_run_id
+    if ran and job.status == JobStatus.COMPLETED:
+        return completed_outcome(store, job, flow_run_id)
+    if ran:
+        return failed_outcome(job, job.last_error or "unknown", job.error_kind, flow_run_id)
+    said = run_message or "unknown"
+    if run_completed:  # nothing to do: done already, or another run holds it
+        return RetryOutcome(job, job.status == JobStatus.COMPLETED, said, flow_run_id)
+    return failed_outcome(job, said, job.error_kind, flow_run_id)
 
 
 def queued_message(job_id: int, preset: str) -> str:

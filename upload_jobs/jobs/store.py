@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import and_, false, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -145,15 +146,24 @@ class JobStore(JobClaims, JobOutcomes, ResumableUploads):
         with session_for(self.database_url) as session:
             return frozenset(sha for sha in session.exec(query).all() if sha)
 
-    def due_failed_jobs(self, limit: int, max_attempts: int) -> list[UploadJob]:
-        """Failed jobs with attempts left whose backoff has passed, oldest first."""
+    def due_jobs(
+        self, limit: int, max_attempts: int, pending_for: timedelta | None = None
+    ) -> list[UploadJob]:
+        """Failed jobs with attempts left whose backoff has passed and, with `pending_for`, jobs
+        added that long ago and never run; oldest first."""
         now = utcnow()
         due = or_(col(UploadJob.next_attempt_at).is_(None), col(UploadJob.next_attempt_at) <= now)
+        failed_and_due = and_(col(UploadJob.status) == JobStatus.FAILED, due)
+        waiting = (
+            and_(col(UploadJob.status) == JobStatus.PENDING,
+                 col(UploadJob.created_at) <= now - pending_for)
+            if pending_for is not None
+            else false()
+        )  # fmt: skip
         query = (
             select(UploadJob)
-            .where(UploadJob.status == JobStatus.FAILED)
+            .where(or_(failed_and_due, waiting))
             .where(col(UploadJob.attempts) < max_attempts)
-            .where(due)
             .order_by(col(UploadJob.updated_at), col(UploadJob.id))
             .limit(limit)
         )

@@ -38,7 +38,25 @@ class SweepReport:
     stopped_early: str | None = None
     aborted_multipart_uploads: int = 0
     kept_multipart_uploads: int = 0
+    cleanup_skipped: str | None = None
     removed_temp_files: int = 0
+
+    def summary(self) -> str:
+        """What the sweep did, in a line: `2 completed, 1 failed, 3 set aside`."""
+        set_aside = (
+            self.key_conflicts + self.skipped_missing_source + self.retry_queued
+            + self.claimed_elsewhere + self.not_run
+        )  # fmt: skip
+        counts = [
+            (len(self.completed) + len(self.reconciled), "completed"),
+            (len(self.flow_runs_started), "started on workers"),
+            (len(self.failed), "failed"),
+            (len(set_aside), "set aside"),
+            (len(self.reaped), "taken back from lost runs"),
+        ]
+        said = ", ".join(f"{count} {what}" for count, what in counts if count)
+        said = said or "nothing due"
+        return f"{said}; stopped early: {self.stopped_early}" if self.stopped_early else said
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per outcome: what, how many, which job ids."""

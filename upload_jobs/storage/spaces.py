@@ -199,10 +199,12 @@ def list_open_multipart_uploads(
 
 @dataclass(frozen=True)
 class MultipartCleanup:
-    """What a clean-up of open multipart uploads did: aborted, and left for a job to resume."""
+    """What a clean-up of open multipart uploads did: aborted, and left for a job to resume;
+    why it could not look at all, when it could not."""
 
     aborted: int
     kept_for_resume: int
+    skipped: str | None = None
 
 
 def abort_stale_multipart_uploads(

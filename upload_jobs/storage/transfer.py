@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore import exceptions as bce
 
 from upload_jobs.errors import TransientUploadError, UploadJobError
 from upload_jobs.storage.conditions import ConditionalWrite, ConditionRefused
+from upload_jobs.storage.daemon_pool import DaemonPool
 from upload_jobs.storage.failures import (
     classify_upload_error,
     describe_refusal,
@@ -284,8 +286,8 @@ class Transfer:
         uploaded = already
         if already and self.on_progress is not None:
             self.on_progress(uploaded)
-        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upload-part")
-        pending = {pool.submit(send, span): span.length for span in spans}
+        pool = DaemonPool(concurrency, name="upload-part")
+        pending = {pool.submit(partial(send, span)): span.length for span in spans}
         try:
             while pending:
                 # Each part as it lands, for progress; a failed part raises at result().
@@ -298,14 +300,14 @@ class Transfer:
         except Exception:
             # Parts not started yet are dropped; those in flight may still land, and the next
             # try (a task retry in a few seconds) must see them stored, not send them again.
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel=True)
             raise
         except BaseException:
             # Stopped: the run goes on at once, not after the parts in flight (a stopped run
             # gives its job back now); the next try lists what landed.
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel=True)
             raise
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel=False)
         return parts
 
     def _abort_left_behind(self, keep: str | None) -> None:

@@ -12,12 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments import PrefectUnavailable
 from upload_jobs.errors import JobNotClaimable, JobNotFound, UploadJobError
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.pages import MAX_JOB_ID, MAX_PER_PAGE, JobFilter, read_job_page
 from upload_jobs.jobs.retry_outcome import queued_message
+from upload_jobs.jobs.retry_policy import retry_policy
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.jobs.streaming_stats import StreamingStats, completed_startups, streaming_stats
 from upload_jobs.settings import get_settings
@@ -28,6 +30,7 @@ from upload_jobs.web.access import (
     login_page,
     security_headers,
 )
+from upload_jobs.web.body_limits import BodyLimit
 from upload_jobs.web.retries import RetryQueue
 from upload_jobs.web.views import (
     ApiError,
@@ -75,13 +78,22 @@ def create_app(
         title="Upload Jobs",
         summary="Watch and retry video uploads to DigitalOcean Spaces.",
         version="1",
+        # Every refusal has one shape, `ApiError`, whatever refused it: a wrong method, a body
+        # too large, parameters that do not validate (not FastAPI's list of errors).
+        responses={status: {"model": ApiError} for status in (405, 413, 422)},
     )
     headers = security_headers(get_settings().resolved_public_base_url())
+    # Added first, so it runs inside the access guard: a 413 gets the security headers too.
+    app.add_middleware(BodyLimit)
     app.middleware("http")(access_guard(policy, headers))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def store() -> JobStore:
         return JobStore(get_settings().database_url)
+
+    def ui_url() -> str | None:
+        # Known at once, or once the queue knows where retries run (Prefect may be starting).
+        return prefect_ui_url or retry_queue.prefect_ui_url
 
     @app.exception_handler(UploadJobError)
     @app.exception_handler(PrefectUnavailable)
@@ -89,6 +101,13 @@ def create_app(
         kind = getattr(exc, "error_kind", None)
         body = ApiError(detail=str(exc), error_kind=kind)
         return JSONResponse(body.model_dump(), status_code=http_status_for(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A path that does not exist, or a method the path does not take (405, with Allow).
+        said = {404: "No such page or API route", 405: f"{request.method} is not allowed here"}
+        body = ApiError(detail=said.get(exc.status_code, str(exc.detail)))
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -142,7 +161,7 @@ def create_app(
             job_view(
                 job,
                 found.latest_attempts.get(job.id or 0),
-                prefect_ui_url,
+                ui_url(),
                 retry_queue.is_queued(job),
             )
             for job in found.jobs
@@ -155,19 +174,21 @@ def create_app(
             pages=found.pages,
             counts=counts,
             retry_mode=retry_queue.mode,
-            prefect_ui_url=prefect_ui_url,
+            prefect_ui_url=ui_url(),
         )
 
-    @app.get("/api/jobs/{job_id}", response_model=JobDetailView, responses=ERRORS, tags=["jobs"])
+    @app.get(
+        "/api/jobs/{job_id:int}", response_model=JobDetailView, responses=ERRORS, tags=["jobs"]
+    )
     def show_job(job_id: JobId) -> JobDetailView:
         """One job with every attempt (flow run, outcome, fallback reason, step timings)."""
         job_store = store()
         job = job_store.get_job(job_id)
         attempts = job_store.list_attempts(job_id)
         row = job_view(
-            job, attempts[-1] if attempts else None, prefect_ui_url, retry_queue.is_queued(job)
+            job, attempts[-1] if attempts else None, ui_url(), retry_queue.is_queued(job)
         )
-        history = [attempt_view(attempt, prefect_ui_url) for attempt in attempts]
+        history = [attempt_view(attempt, ui_url()) for attempt in attempts]
         return JobDetailView(
             **row.model_dump(), attempt_history=history, streaming=streaming_view(attempts)
         )
@@ -190,7 +211,7 @@ def create_app(
         ready, skipped = [], []
         for job in sorted(jobs, key=lambda j: j.id or 0):
             try:
-                retry_queue.check_retryable(job)
+                retry_queue.check_retryable(job, store(), retry_policy(get_settings()))
             except UploadJobError as exc:
                 skipped.append(SkippedJob(id=job.id or 0, reason=str(exc)))
             else:
@@ -203,7 +224,7 @@ def create_app(
         )
 
     @app.post(
-        "/api/jobs/{job_id}/retry",
+        "/api/jobs/{job_id:int}/retry",
         response_model=RetryAccepted,
         status_code=202,
         responses={**ERRORS, 503: {"model": ApiError}},
@@ -212,13 +233,13 @@ def create_app(
     def retry_job(job_id: JobId) -> RetryAccepted:
         """Queue a retry: 404 unknown id, 409 running, queued or completed, 422 source missing."""
         job = store().get_job(job_id)
-        retry_queue.check_retryable(job)
+        retry_queue.check_retryable(job, store(), retry_policy(get_settings()))
         queued = retry_queue.submit(job)
         return RetryAccepted(
             job_id=job_id,
             message=queued_message(job_id, get_settings().preset),
             flow_run_id=queued.flow_run_id,
-            flow_run_url=flow_run_link(prefect_ui_url, queued.flow_run_id),
+            flow_run_url=flow_run_link(ui_url(), queued.flow_run_id),
             mode=retry_queue.mode,
         )
 

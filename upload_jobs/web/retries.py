@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from upload_jobs.errors import JobAlreadyCompleted, JobInProgress, RetryAlreadyQueued
-from upload_jobs.jobs.files import check_source_file
 from upload_jobs.jobs.leases import RunStopped, interrupt_held_leases
 from upload_jobs.jobs.models import JobStatus, UploadJob
+from upload_jobs.jobs.retry_policy import RetryPolicy
+from upload_jobs.jobs.store import JobStore
 from upload_jobs.web.views import RetryMode
 
 logger = logging.getLogger(__name__)
@@ -47,13 +48,16 @@ class RetryQueue(ABC):
     """Takes retries from the page and remembers which have not started yet."""
 
     mode: RetryMode
+    # The Prefect UI whose flow runs the page links to; None: no UI to link to.
+    prefect_ui_url: str | None = None
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queued: dict[int, QueuedRetry] = {}
 
-    def check_retryable(self, job: UploadJob) -> None:
-        """Raise the domain error that says why `job` cannot be retried now, if it cannot."""
+    def check_retryable(self, job: UploadJob, store: JobStore, policy: RetryPolicy) -> None:
+        """Raise the domain error that says why `job` cannot be retried now, if it cannot (a
+        source no upload can start from is recorded on the job, as a run's claim would)."""
         if job.status == JobStatus.COMPLETED:
             where = f": {job.public_url}" if job.public_url else ""
             raise JobAlreadyCompleted(f"Upload job {job.id} is already completed{where}")
@@ -61,7 +65,8 @@ class RetryQueue(ABC):
             raise JobInProgress(f"Upload job {job.id} is already in progress")
         if self.is_queued(job):
             raise RetryAlreadyQueued(f"Upload job {job.id} is already queued for retry")
-        check_source_file(job.source_path)
+        if (problem := store.refuse_unusable_source(job, policy)) is not None:
+            raise problem
 
     def submit(self, job: UploadJob) -> QueuedRetry:
         """Queue one retry of `job`, which `check_retryable` accepted."""

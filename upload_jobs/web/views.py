@@ -12,7 +12,8 @@ from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
 from upload_jobs.jobs.streaming_stats import recorded_startup
 from upload_jobs.media.startup import describe_startup
 
-RetryMode = Literal["deployment", "local"]
+# `starting`: the page serves while where retries run is still being decided (Prefect starts).
+RetryMode = Literal["deployment", "local", "starting"]
 
 
 class ProgressView(BaseModel):

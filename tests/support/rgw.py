@@ -14,7 +14,6 @@ import ctypes
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,8 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from tests.support.ports import free_port
 
 __all__ = ["INSTALL_HINT", "RgwCluster", "RgwUnavailable", "rgw_missing"]
 
@@ -87,12 +88,6 @@ def rgw_missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _die_with_parent() -> None:
     """In the child before exec: the kernel sends SIGTERM when the test process goes."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -140,7 +135,7 @@ class RgwCluster:
         for folder in ("mon", "osd/osd.0", "run", "log", "rgw"):
             (root / folder).mkdir(parents=True, exist_ok=True)
         fsid, osd_uuid = str(uuid.uuid4()), str(uuid.uuid4())
-        mon_port, self._rgw_port = _free_port(), _free_port()
+        mon_port, self._rgw_port = free_port(), free_port()
         conf = root / "ceph.conf"
         conf.write_text(_config(root, fsid, mon_port, self._rgw_port))
         self._run("ceph-authtool", "--create-keyring", str(root / "keyring"), "--gen-key",

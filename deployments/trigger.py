@@ -68,5 +68,5 @@ def finished_retry_outcome(job_id: int, flow_run: FlowRun) -> RetryOutcome:
     store = JobStore(get_settings().database_url)
     state = flow_run.state
     completed = state is not None and state.is_completed()
-    message = state.message if state is not None else None
-    return finished_run_outcome(store, job_id, str(flow_run.id), completed, message)
+    message, name = (state.message, state.name) if state is not None else (None, None)
+    return finished_run_outcome(store, job_id, str(flow_run.id), completed, message, name)

@@ -38,7 +38,7 @@ def retry_upload_job(job_id: int) -> UploadJob | State:
         return run_upload_steps(job_id)
     except ClaimRefused as refused:
         if refused.nothing_to_do:
-            return Completed(message=refused.sentence())
+            return Completed(message=refused.sentence(), name=refused.state_name)
         return Failed(message=refused.sentence())
 
 

@@ -23,7 +23,9 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
         state = retry_upload_job(job_id, return_state=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     store = JobStore(get_settings().database_url)
-    return finished_run_outcome(store, job_id, flow_run_id, state.is_completed(), state.message)
+    return finished_run_outcome(
+        store, job_id, flow_run_id, state.is_completed(), state.message, state.name
+    )
 
 
 def prefect_console_handlers() -> set[PrefectConsoleHandler]:

@@ -42,7 +42,7 @@ def test_a_run_for_a_completed_job_ends_completed_saying_nothing_to_do(
 
     state = retry_upload_job(job.id or 0, return_state=True)
 
-    assert state.is_completed()
+    assert (state.is_completed(), state.name) == (True, "AlreadyCompleted")
     assert state.message == f"Upload job {job.id} is already completed: nothing to do."
     assert tracebacks(caplog) == []
     assert store.list_attempts(job.id or 0) == [] and store.get_job(job.id or 0).attempts == 0
@@ -57,8 +57,8 @@ def test_a_run_for_a_job_another_run_holds_ends_completed_and_leaves_it_alone(
 
     state = retry_upload_job(job.id or 0, return_state=True)
 
-    assert state.is_completed() and state.message is not None
-    assert "is already in progress (held by" in state.message
+    assert (state.is_completed(), state.name) == (True, "HeldElsewhere")
+    assert state.message is not None and "is already in progress (held by" in state.message
     assert state.message.endswith(": nothing to do.")
     assert tracebacks(caplog) == []
     held = store.get_job(job.id or 0)

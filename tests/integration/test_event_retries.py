@@ -211,7 +211,14 @@ def test_a_transient_failure_is_retried_on_its_event_and_a_permanent_one_is_not(
     attempts = store.list_attempts(flaky.id)
     assert [a.outcome for a in attempts] == ["failed", "completed"]
     assert attempts[-1].flow_run_id == str(run.id)
-    assert store.get_job(broken.id).attempts == 1, "nothing retried the permanent failure"
+    # Nothing retried the permanent failure (the one run is the flaky job's); a missing source
+    # spends no attempt.
+    gone_now = store.get_job(broken.id)
+    assert (gone_now.status, gone_now.error_kind, gone_now.attempts) == (
+        JobStatus.FAILED,
+        "source_missing",
+        0,
+    )
 
     # The copied automation told people about the permanent failure, and only that one.
     wait_until(lambda: bool(webhook_inbox), "the webhook got the notification")
@@ -219,6 +226,7 @@ def test_a_transient_failure_is_retried_on_its_event_and_a_permanent_one_is_not(
     assert notification["subject"] == f"Upload job {broken.id} failed permanently"
     assert "videos/gone.mp4: Original video file not found" in notification["body"]
     assert f"upload-jobs retry {broken.id}" in notification["body"]
+    assert "attempt 0" not in notification["body"], "no attempt was spent: none is named"
 
 
 def test_a_sweep_leaves_a_job_to_its_triggered_run(

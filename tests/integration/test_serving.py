@@ -19,6 +19,7 @@ from prefect.states import Scheduled, State
 
 from deployments import RETRY_DEPLOYMENT, SWEEP_DEPLOYMENT
 from deployments.runner import STOPPED_MESSAGE
+from tests.conftest import one_database
 from tests.support.recordings import write_unfinished_recording
 from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
@@ -29,8 +30,14 @@ from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.settings import Settings, get_settings
 
-# What these test (workers and triggers) does not depend on S3: moto only.
-pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_api"), pytest.mark.moto_only]
+# What these test (schedules, stopping serve) depends on neither S3 nor the database kind: moto
+# only, and one database (PostgreSQL when configured, the one served workers share).
+pytestmark = [
+    pytest.mark.flow,
+    pytest.mark.usefixtures("prefect_api"),
+    pytest.mark.moto_only,
+    one_database,
+]
 
 # The `prefect_api` server schedules runs here (conftest), as any `prefect server start` does.
 PREFECT_SERVICES_ON = ("SCHEDULER",)

@@ -57,6 +57,10 @@ class ClaimedJob:
         return ProgressTarget(self.job_id, self.attempt_id)
 
 
+ALREADY_COMPLETED_STATE = "AlreadyCompleted"
+HELD_ELSEWHERE_STATE = "HeldElsewhere"
+
+
 class ClaimRefused(Exception):
     """Why a run took no job: nothing to do (completed, or another run holds it), no such job,
     or a source no upload can start from (recorded on the job as `recorded`; no attempt)."""
@@ -71,6 +75,15 @@ class ClaimRefused(Exception):
     def nothing_to_do(self) -> bool:
         """Whether the job needs no run (done, or being done): no failure of the run's."""
         return isinstance(self.error, JobNotClaimable)
+
+    @property
+    def state_name(self) -> str:
+        """The name of the Completed state a run with nothing to do ends in, which the Prefect
+        UI shows and `upload-jobs retry` reads its exit code from (a later look at the job could
+        find it completed by the run that held it)."""
+        if isinstance(self.error, JobAlreadyCompleted):
+            return ALREADY_COMPLETED_STATE
+        return HELD_ELSEWHERE_STATE
 
     def sentence(self) -> str:
         """What the run says it ended with, and what to do."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from upload_jobs.jobs.claims import ALREADY_COMPLETED_STATE, HELD_ELSEWHERE_STATE
 from upload_jobs.jobs.models import JobStatus, UploadJob
 from upload_jobs.jobs.store import JobStore
 
@@ -38,7 +39,7 @@ def failed_outcome(
 
 def finished_run_outcome(
     store: JobStore, job_id: int, flow_run_id: str | None, run_completed: bool,
-    run_message: str | None,
+    run_message: str | None, run_state_name: str | None = None,
 ) -> RetryOutcome:  # fmt: skip
     """How a finished retry run ended, wherever it ran: from the job row when the run recorded
     an attempt, else from the run's own state (nothing to do, no such job, a source it refused:
@@ -51,8 +52,11 @@ def finished_run_outcome(
     if ran:
         return failed_outcome(job, job.last_error or "unknown", job.error_kind, flow_run_id)
     said = run_message or "unknown"
-    if run_completed:  # nothing to do: done already, or another run holds it
-        return RetryOutcome(job, job.status == JobStatus.COMPLETED, said, flow_run_id)
+    if run_completed:  # nothing to do: done already, or another run holds it (and may finish)
+        done = run_state_name == ALREADY_COMPLETED_STATE or (
+            run_state_name != HELD_ELSEWHERE_STATE and job.status == JobStatus.COMPLETED
+        )
+        return RetryOutcome(job, done, said, flow_run_id)
     return failed_outcome(job, said, job.error_kind, flow_run_id)
 
 

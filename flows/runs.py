@@ -6,10 +6,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect.logging.handlers import PrefectConsoleHandler
-
 from flows.heartbeats import without_heartbeats
 from flows.retry_upload import retry_upload_job
+from tasks.console import prefect_console_handlers
 from upload_jobs.errors import UploadJobError
 from upload_jobs.jobs.retry_outcome import RetryOutcome, finished_run_outcome
 from upload_jobs.jobs.store import JobStore
@@ -26,17 +25,6 @@ def run_retry_flow(job_id: int) -> RetryOutcome:
     return finished_run_outcome(
         store, job_id, flow_run_id, state.is_completed(), state.message, state.name
     )
-
-
-def prefect_console_handlers() -> set[PrefectConsoleHandler]:
-    """The handlers through which Prefect prints run logs to the terminal, on any logger."""
-    return {
-        handler
-        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-        if isinstance(logger, logging.Logger)
-        for handler in logger.handlers
-        if isinstance(handler, PrefectConsoleHandler)
-    }
 
 
 class _ExpectedFailuresInOneLine(logging.Formatter):

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.states import State
 
+from tasks.console import logged_text_kept_as_text
 from tasks.job_steps import step_run_name
 from tasks.progress import live_progress
 from tasks.slots import ffmpeg_slot
@@ -33,6 +34,7 @@ def optimize_for_streaming(
     into the attempt's folder, validated; fails on any doubt."""
     settings = get_settings()
     logger = get_run_logger()
+    logged_text_kept_as_text()  # the ffmpeg command is logged below
     log_progress = ProgressReport(logger.info, f"Remux ({preset})")
     live = live_progress(
         progress_target, Phase.OPTIMIZING, f"Remux of {Path(source_path).name} ({preset})"
@@ -66,6 +68,8 @@ def optimize_for_streaming(
         logger.info("Remuxed for streaming with preset %s (%s)", preset, result.reason)
     else:
         logger.info("Preset %s: no optimization requested", preset)
+    if result.reason and result.path is not StreamingPath.FFMPEG_REMUX:
+        logger.warning("Only the layout was made stream-ready: %s", result.reason)
     return result
 
 

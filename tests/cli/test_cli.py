@@ -45,7 +45,7 @@ def test_add_refuses_missing_file_and_escaping_keys(settings: Settings, tmp_path
     notes.write_text("meeting notes, not a video\n")
     code, output = invoke("add", str(notes))
     unwrapped = output.replace("\n", "")  # a long temp path wraps at the terminal's width
-    assert code == 2 and "is not an MP4/MOV video" in unwrapped and "notes.mp4" in unwrapped
+    assert code == 2 and "not MP4 or QuickTime" in unwrapped and "notes.mp4" in unwrapped
     assert JobStore(settings.database_url).list_jobs() == []
 
 

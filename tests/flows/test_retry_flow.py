@@ -154,7 +154,7 @@ def test_a_file_ffmpeg_must_remux_logs_the_command_and_why(settings: Settings, c
     [attempt] = JobStore(settings.database_url).list_attempts(job_id)
     assert attempt.optimization_path == "ffmpeg_remux"
     assert attempt.optimization_path_reason == (
-        "it is a QuickTime file (brand 'qt  '), which is not served as video/mp4"
+        "audio track 2 is 'sowt', which MP4 players do not play: it must become AAC"
     )
     # The exact ffmpeg command is in the run's logs, as build_remux_args makes it.
     logs = _log_messages(str(attempt.flow_run_id))

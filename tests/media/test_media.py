@@ -127,50 +127,73 @@ def test_args_for_h264_aac_faststart() -> None:
     assert args == [
         "ffmpeg", "-nostdin", "-hide_banner", "-n", "-progress", "pipe:1", "-nostats",
         "-i", "file:/videos/x.mp4s/clip.MP4",
-        "-map", "0:V:0", "-map", "0:a:0?", "-dn", "-sn", "-map_metadata", "0",
-        "-c", "copy", "-write_tmcd", "0", "-movflags", "+faststart",
+        "-map", "0:v", "-map", "0:a?", "-map", "0:s?", "-dn", "-map_metadata", "0",
+        "-c", "copy", "-movflags", "+faststart+use_metadata_tags",
+        "-metadata", "major_brand=", "-metadata", "minor_version=",
+        "-metadata", "compatible_brands=",
         "-f", "mp4", "file:/work/123-clip.mp4",
     ]  # fmt: skip
     assert "-y" not in args
 
 
-@pytest.mark.parametrize("fourcc", ["hvc1", "hev1"])
-def test_args_tag_hevc_as_hvc1(fourcc: str) -> None:
-    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of(fourcc))
+def test_args_tag_only_the_hevc_tracks_tagged_hev1() -> None:
+    layout = layout_of("avc1")
+    layout.tracks[1:1] = [Track(3, "vide", "hev1", 2.0), Track(4, "vide", "hvc1", 2.0)]
+    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout)
 
-    assert args[args.index("-tag:v") + 1] == "hvc1"
+    assert [a for a in args if a.startswith("-tag")] == ["-tag:v:1"]
+    assert args[args.index("-tag:v:1") + 1] == "hvc1"
 
 
 def test_args_do_not_tag_h264() -> None:
-    assert "-tag:v" not in build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1"))
+    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1"))
+    assert not [a for a in args if a.startswith("-tag")]
 
 
 @pytest.mark.parametrize("fourcc", ["sowt", "twos", "lpcm", "ipcm", "fLaC", None])
 def test_args_reencode_audio_mp4_cannot_carry(fourcc: str | None) -> None:
     args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1", fourcc))
 
-    at = args.index("-c:a")
-    assert args[at : at + 4] == ["-c:a", "aac", "-b:a", "192k"]
+    at = args.index("-c:a:0")
+    assert args[at : at + 4] == ["-c:a:0", "aac", "-b:a:0", "192k"]
     assert at > args.index("-c")  # later -c:a overrides the blanket -c copy
+
+
+def test_args_convert_each_audio_track_that_needs_it_and_copy_the_others() -> None:
+    layout = layout_of("avc1", "mp4a")
+    layout.tracks.extend([Track(3, "soun", "sowt", 2.0), Track(4, "soun", "ac-3", 2.0)])
+    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout)
+
+    assert [a for a in args if a.startswith("-c:a")] == ["-c:a:1"]
+
+
+def test_args_make_subtitles_mov_text_only_when_they_are_not() -> None:
+    layout = layout_of("avc1")
+    layout.tracks.append(Track(3, "sbtl", "tx3g", 2.0))
+    assert "-c:s" not in build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout)
+    layout.tracks.append(Track(4, "subt", "wvtt", 2.0))
+    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout)
+    assert args[args.index("-c:s") + 1] == "mov_text"
 
 
 @pytest.mark.parametrize("fourcc", ["mp4a", "ac-3", "ec-3", "Opus"])
 def test_args_copy_mp4_safe_audio(fourcc: str) -> None:
-    assert "-c:a" not in build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1", fourcc))
+    args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1", fourcc))
+    assert not [a for a in args if a.startswith("-c:a")]
 
 
 def test_args_for_video_without_audio_still_optional_map() -> None:
     args = build_remux_args("ffmpeg", SRC, OUT, FASTSTART, layout_of("avc1", with_audio=False))
 
-    assert "0:a:0?" in args
-    assert "-c:a" not in args
+    assert "0:a?" in args
+    assert not [a for a in args if a.startswith("-c:a")]
 
 
 def test_args_for_fragmented_preset() -> None:
     args = build_remux_args("ffmpeg", SRC, OUT, FRAGMENTED, layout_of("avc1"))
 
     flags = args[args.index("-movflags") + 1]
-    assert flags == "+frag_keyframe+empty_moov+delay_moov+default_base_moof"
+    assert flags == "+frag_keyframe+empty_moov+delay_moov+default_base_moof+use_metadata_tags"
     assert args.count("-movflags") == 1
     assert not any("faststart" in a for a in args)
     assert not any(a in ("-frag_duration", "-frag_size") for a in args)
@@ -534,7 +557,7 @@ def test_dropped_audio_fails_stream_check(
     guard.watch(source)
     no_audio = fake_ffmpeg(tmp_path, f'exec "{ffmpeg}" "${{@:1:$#-1}}" -an "${{@: -1}}"')
 
-    with pytest.raises(OutputInvalid, match="1 video and 0 audio streams, expected 1 and 1"):
+    with pytest.raises(OutputInvalid, match="1 video and 0 audio tracks, the source 1 and 1"):
         remux(source, work_dir, FASTSTART, no_audio)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()

@@ -235,7 +235,7 @@ def test_add_refuses_bytes_that_are_not_a_video(
         return
     assert result.exit_code == 2
     assert_cli_error(result, json_output)
-    expected = "is empty" if not content else "is not an MP4/MOV video"
+    expected = "is empty" if not content else "not MP4 or QuickTime"
     message = cli_json(result, True)["error"] if json_output else result.output
     assert expected in " ".join(message.split())  # rich may wrap a long line
 
@@ -291,6 +291,6 @@ def test_retrying_a_job_whose_source_is_not_a_video(
     answer = json.loads(result.stdout)
     assert answer["job"]["status"] == "failed"
     assert answer["job"]["error_kind"] == ErrorKind.SOURCE_NOT_VIDEO
-    assert "is not an MP4/MOV video" in answer["message"]
+    assert "not MP4 or QuickTime" in answer["message"]
     listing = make_s3_client(settings).list_objects_v2(Bucket=settings.bucket)
     assert listing["KeyCount"] == 0, "nothing is uploaded"

@@ -97,7 +97,7 @@ def distinctive_credentials(database_url: str, s3: S3Backend) -> Credentials:
 @contextmanager
 def prefect_console() -> Iterator[StringIO]:
     """What Prefect's console handlers print (its run logs, tracebacks included), captured."""
-    from flows.runs import prefect_console_handlers
+    from tasks.console import prefect_console_handlers
 
     handlers = prefect_console_handlers()
     assert handlers, "Prefect's console handler is installed"

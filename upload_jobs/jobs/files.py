@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from upload_jobs.errors import SourceEmpty, SourceMissing, SourceNotVideo, SourceUnreadable
+from upload_jobs.media.file_kinds import SNIFF_BYTES, describe_file_kind
 from upload_jobs.media.mp4 import starts_like_mp4
 from upload_jobs.storage.upload_body import UploadBody
 
@@ -31,14 +32,22 @@ def check_source_file(path: str | Path) -> int:
         raise SourceEmpty(str(path))
     try:
         with source.open("rb") as handle:
-            header = handle.read(16)
+            header = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     if not starts_like_mp4(header):
-        raise SourceNotVideo(
-            f"Original file is not an MP4/MOV video (it starts with {header[:8]!r}): {path}"
-        )
+        raise _not_video(path, header)
     return stat.st_size
+
+
+def _not_video(path: str | Path, header: bytes) -> SourceNotVideo:
+    kind = describe_file_kind(header)
+    if kind is None:
+        return SourceNotVideo(
+            f"Original file is not MP4 or QuickTime (its first bytes match no video format this "
+            f"service knows): {path}"
+        )
+    return SourceNotVideo(f"Original file is {kind}, not MP4 or QuickTime: {path}")
 
 
 def _unreadable(path: str | Path, exc: OSError) -> SourceUnreadable:

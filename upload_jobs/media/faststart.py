@@ -1,9 +1,10 @@
 """Faststart in process: the source's `moov` rebuilt in memory in front of its media, and the
 upload sent straight from byte ranges of the source (no temp file, no ffmpeg, read-only).
 
-Taken only when moving the index is all the file needs and the move can be proven safe: MP4-safe
-codecs in every track, not QuickTime, one `moov` holding no compressed movie (`cmov`), no sample
-auxiliary offsets (`saio`), no media in other files, and top-level boxes of known kinds only.
+Taken when moving the index is all the file needs (whatever its codecs, brand and kinds of
+track: text, timecode and subtitle tracks move like the others) and the move can be proven safe:
+one `moov` holding no compressed movie (`cmov`), no sample auxiliary offsets (`saio`), no media in
+other files, every sample's bytes inside a media box, and top-level boxes of known kinds only.
 Everything else goes through the ffmpeg remux, with the reason recorded.
 
 The new layout is `ftyp`, the new `moov`, then every other top-level box of the source in its
@@ -21,10 +22,9 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from upload_jobs.media.codecs import remux_needed_for
+from upload_jobs.media.boxes import Box
 from upload_jobs.media.moov import (
     Atom,
-    ChunkOffsets,
     MoovUnreadable,
     boxes_named,
     chunk_offset_tables,
@@ -32,7 +32,8 @@ from upload_jobs.media.moov import (
     self_contained,
     with_chunk_offsets,
 )
-from upload_jobs.media.mp4 import Box, Mp4Layout, NotAnMp4, read_layout_of
+from upload_jobs.media.mp4 import Mp4Layout, NotAnMp4, read_layout_of
+from upload_jobs.media.sample_tables import TrackChunks, track_chunks
 from upload_jobs.storage.upload_body import FileIdentity, FileRange, Piece, UploadBody
 
 # A moov is ~0.1% of a recording: 256 MiB in memory is a recording of days.
@@ -40,8 +41,10 @@ MAX_MOOV_BYTES = 256 * 1024 * 1024
 MOVABLE_TOP_LEVEL = frozenset({"ftyp", "moov", "mdat", "free", "skip", "wide", "uuid"})
 # Inside moov, boxes holding file offsets this module does not rewrite, or a movie it cannot read.
 UNSAFE_IN_MOOV = frozenset({"cmov", "saio", "mvex"})
-# Bytes compared at the first and last chunk of each track, in the source and in the new layout.
-_CHUNK_PROBE_BYTES = 16
+# Chunks compared per track between the source and the new layout (the first, the last and some
+# spread between), each up to this many bytes: whole for most chunks of a recording.
+_PROBED_CHUNKS = 32
+_CHUNK_PROBE_BYTES = 1024 * 1024
 
 
 class FaststartRefused(Exception):
@@ -83,9 +86,21 @@ def plan_faststart(source: Path, layout: Mp4Layout) -> Relocation:
         data = f.read(moov_box.size)
     if identity.size != layout.file_size or len(data) != moov_box.size:
         raise FaststartRefused("the file changed while its boxes were read")
-    moov = _readable(data)
-    tables = chunk_offset_tables(moov)
-    others = [box for box in layout.boxes if box is not ftyp and box is not moov_box]
+    try:
+        return _relocation(source, layout, identity, ftyp, data)
+    except MoovUnreadable as exc:
+        raise FaststartRefused(f"its moov cannot be read box by box ({exc})") from exc
+
+
+def _relocation(
+    source: Path, layout: Mp4Layout, identity: FileIdentity, ftyp: Box, moov_data: bytes
+) -> Relocation:
+    moov = _readable(moov_data)
+    chunks = track_chunks(moov)
+    media = _media_boxes(layout.boxes)
+    for track in chunks:
+        _check_inside_media(track, media, "the source")
+    others = [box for box in layout.boxes if box is not ftyp and box.type != "moov"]
     new_moov, promoted = _relocated_moov(moov, ftyp, others)
     pieces: list[Piece] = [FileRange(ftyp.offset, ftyp.size), new_moov.serialize()]
     pieces += _merged_ranges(others)
@@ -93,9 +108,9 @@ def plan_faststart(source: Path, layout: Mp4Layout) -> Relocation:
         source, tuple(pieces), identity, f"{source.name} with its index moved to the front"
     )
     relocation = Relocation(
-        body, new_moov.size, sum(len(t.offsets) for t in tables), promoted_to_co64=promoted
+        body, new_moov.size, sum(len(t.offsets) for t in chunks), promoted_to_co64=promoted
     )
-    _check(relocation, layout, tables, chunk_offset_tables(new_moov))
+    _check(relocation, layout, moov, chunks)
     return relocation
 
 
@@ -103,8 +118,6 @@ def _movable_boxes(layout: Mp4Layout) -> tuple[Box, Box]:
     """The `ftyp` and the one `moov` of a file whose only problem is where its `moov` is."""
     if layout.truncated or layout.fragmented:
         raise FaststartRefused("it is " + ("truncated" if layout.truncated else "fragmented"))
-    if reason := remux_needed_for(layout, every_track=True):
-        raise FaststartRefused(reason)
     for box in layout.boxes:
         if box.type not in MOVABLE_TOP_LEVEL:
             raise FaststartRefused(
@@ -120,10 +133,7 @@ def _movable_boxes(layout: Mp4Layout) -> tuple[Box, Box]:
 
 
 def _readable(data: bytes) -> Atom:
-    try:
-        moov = parse_moov(data)
-    except MoovUnreadable as exc:
-        raise FaststartRefused(f"its moov cannot be read box by box ({exc})") from exc
+    moov = parse_moov(data)
     if unsafe := boxes_named(moov, UNSAFE_IN_MOOV):
         raise FaststartRefused(f"its moov holds {unsafe[0]}, whose offsets are not rewritten here")
     if not self_contained(moov):
@@ -135,6 +145,24 @@ def _readable(data: bytes) -> Atom:
     if len(chunk_offset_tables(moov)) != len(traks):
         raise FaststartRefused("a track has no chunk offset table, or more than one")
     return moov
+
+
+def _media_boxes(boxes: list[Box]) -> list[tuple[int, int]]:
+    """(payload start, end) of each `mdat`, in file order."""
+    return [(box.offset + box.header_size, box.end) for box in boxes if box.type == "mdat"]
+
+
+def _check_inside_media(track: TrackChunks, media: list[tuple[int, int]], where: str) -> None:
+    """Every chunk's whole byte range inside one `mdat` of `where`; else `FaststartRefused`
+    (a sample past its media box would go up as other bytes)."""
+    starts = [start for start, _ in media]
+    for number, (offset, length) in enumerate(track.spans(), start=1):
+        index = bisect.bisect_right(starts, offset) - 1
+        if index < 0 or offset + length > media[index][1]:
+            raise FaststartRefused(
+                f"track {track.track_id}'s chunk {number} (bytes {offset}-{offset + length}) "
+                f"does not lie inside a media box of {where}"
+            )
 
 
 def _relocated_moov(moov: Atom, ftyp: Box, others: list[Box]) -> tuple[Atom, bool]:
@@ -194,41 +222,60 @@ def _merged_ranges(boxes: list[Box]) -> list[Piece]:
 
 
 def _check(
-    relocation: Relocation,
-    source: Mp4Layout,
-    before: list[ChunkOffsets],
-    after: list[ChunkOffsets],
+    relocation: Relocation, source: Mp4Layout, source_moov: Atom, before: list[TrackChunks]
 ) -> None:
-    """Walk the new layout as a player would, and compare media bytes at both ends of each track's
-    chunks; any difference is a refusal (and the ffmpeg remux runs instead)."""
+    """Read the new layout back as a player would: its index must hold every box of the
+    source's byte for byte but the chunk offsets, place every chunk of every track, with the
+    same sizes, inside its media boxes, and chunks spread over each track must hold the source's
+    bytes. Any difference is a refusal (and the ffmpeg remux runs instead)."""
     body = relocation.body
     try:
         with body.open() as reader:
             layout = read_layout_of(reader, body.size, source.path)
-    except NotAnMp4 as exc:  # pragma: no cover - only a bug here gets there
+            moov_box = next(box for box in layout.boxes if box.type == "moov")
+            reader.seek(moov_box.offset)
+            new_moov = parse_moov(reader.read(moov_box.size))
+            after = track_chunks(new_moov)
+    except (NotAnMp4, StopIteration) as exc:  # pragma: no cover - only a bug here gets there
         raise FaststartRefused(f"the moved layout does not read back: {exc}") from exc
     problems = []
     if not layout.is_faststart or layout.truncated:
         problems.append("it does not read back as a whole faststart file")
     if layout.tracks != source.tracks or layout.duration_seconds != source.duration_seconds:
         problems.append("its tracks or duration differ from the source's")
-    with open(source.path, "rb") as original:
-        for old, new in zip(before, after, strict=True):
-            for index in {0, len(old.offsets) - 1} if old.offsets else set():
-                offset = old.offsets[index]
-                original.seek(offset)
-                expected = original.read(
-                    min(_CHUNK_PROBE_BYTES, _media_end(source, offset) - offset)
-                )
-                with body.open(new.offsets[index], len(expected)) as moved:
-                    if moved.read() != expected:
-                        problems.append(f"track {old.track_id}'s chunk {index} moved wrongly")
+    if [t.sizes for t in after] != [t.sizes for t in before]:
+        problems.append("its chunks differ in number or size from the source's")
+    if _without_offsets(new_moov) != _without_offsets(source_moov):
+        problems.append("a box of its index other than the chunk offsets changed")
     if problems:
         raise FaststartRefused("the moved layout failed its check: " + "; ".join(problems))
+    media = _media_boxes(layout.boxes)
+    with open(source.path, "rb") as original:
+        for old, new in zip(before, after, strict=True):
+            _check_inside_media(new, media, "the moved layout")
+            for index in _probed_chunks(len(old.offsets)):
+                original.seek(old.offsets[index])
+                expected = original.read(min(old.sizes[index], _CHUNK_PROBE_BYTES))
+                with body.open(new.offsets[index], len(expected)) as moved:
+                    if moved.read() != expected:
+                        raise FaststartRefused(
+                            f"the moved layout failed its check: track {old.track_id}'s chunk "
+                            f"{index + 1} does not hold the source's bytes"
+                        )
 
 
-def _media_end(layout: Mp4Layout, offset: int) -> int:
-    """The end of the mdat holding `offset` (a chunk's bytes never run past it)."""
-    return next(
-        box.end for box in layout.boxes if box.type == "mdat" and box.offset <= offset < box.end
-    )
+def _without_offsets(moov: Atom) -> list[tuple[tuple[str, ...], str, bytes]]:
+    """Every box of `moov` (path, type, payload), chunk offset tables as their type alone."""
+    return [
+        (path, "chunk offsets" if atom.type in ("stco", "co64") else atom.type,
+         b"" if atom.type in ("stco", "co64") or atom.children is not None else atom.payload)
+        for path, atom in moov.walk()
+    ]  # fmt: skip
+
+
+def _probed_chunks(count: int) -> list[int]:
+    """The chunks whose bytes are compared: the first, the last, and some spread between."""
+    if count <= _PROBED_CHUNKS:
+        return list(range(count))
+    step = (count - 1) / (_PROBED_CHUNKS - 1)
+    return sorted({round(i * step) for i in range(_PROBED_CHUNKS)})

@@ -17,13 +17,21 @@ from dataclasses import dataclass, field, replace
 # Boxes whose payload is a list of boxes and that lead to a sample table or a metadata block.
 CONTAINERS = frozenset({"moov", "trak", "mdia", "minf", "stbl", "udta", "dinf", "edts"})
 CHUNK_OFFSET_TYPES = frozenset({"stco", "co64"})
+SELF_REFERENCE_TYPES = frozenset({"url ", "alis"})
 MAX_32 = 0xFFFFFFFF
 _COUNT_AT = 4  # version and flags (4 bytes), then the entry count
 _ENTRIES_AT = 8
 
 
+# Limits no real recording's index comes near (a few boxes per track, five levels deep), so that
+# a hostile one costs bounded time and memory: refused, never followed.
+MAX_DEPTH = 32
+MAX_BOXES = 100_000
+
+
 class MoovUnreadable(ValueError):
-    """A box inside `moov` declares a size its parent cannot hold."""
+    """A box inside `moov` declares a size its parent cannot hold, or the index nests deeper
+    or holds more boxes than any recording's: the move refuses it."""
 
 
 @dataclass
@@ -53,11 +61,18 @@ class Atom:
         return iter(self.children or [])
 
     def walk(self) -> Iterator[tuple[tuple[str, ...], Atom]]:
-        """Every box below this one, depth first, with the types of the boxes above it."""
-        for child in self:
-            yield (self.type,), child
-            for path, below in child.walk():
-                yield (self.type, *path), below
+        """Every box below this one, depth first, with the types of the boxes above it (each
+        box visited once: the parser bounds the depth, so a path is at most `MAX_DEPTH` long)."""
+        stack: list[tuple[tuple[str, ...], Iterator[Atom]]] = [((self.type,), iter(self))]
+        while stack:
+            path, siblings = stack[-1]
+            child = next(siblings, None)
+            if child is None:
+                stack.pop()
+                continue
+            yield path, child
+            if child.children:
+                stack.append(((*path, child.type), iter(child.children)))
 
 
 def parse_moov(data: bytes) -> Atom:
@@ -69,31 +84,51 @@ def parse_moov(data: bytes) -> Atom:
 
 
 def parse_boxes(data: bytes, start: int, end: int) -> list[Atom]:
-    """The boxes in `data[start:end]`; containers are opened, the others kept raw."""
-    atoms = []
-    offset = start
-    while offset < end:
-        if end - offset < 8:
-            raise MoovUnreadable(f"{end - offset} stray bytes at offset {offset} of moov")
-        size, raw_type = struct.unpack_from(">I4s", data, offset)
-        box_type = raw_type.decode("latin-1")
-        header = 8
-        if size == 1:
-            if end - offset < 16:
-                raise MoovUnreadable(f"box {box_type!r} is cut inside its header")
-            (size,) = struct.unpack_from(">Q", data, offset + 8)
-            header = 16
-        elif size == 0:
-            size = end - offset  # to the end of the parent
-        if size < header or offset + size > end:
-            raise MoovUnreadable(f"box {box_type!r} at offset {offset} of moov has size {size}")
-        payload_start, box_end = offset + header, offset + size
+    """The boxes in `data[start:end]`; containers are opened, the others kept raw. Iterative,
+    at most `MAX_DEPTH` levels and `MAX_BOXES` boxes: time and memory linear in the bytes."""
+    top: list[Atom] = []
+    # Each level: the list its boxes go into, where the next box starts, where the level ends.
+    levels: list[tuple[list[Atom], list[int], int]] = [(top, [start], end)]
+    count = 0
+    while levels:
+        siblings, cursor, level_end = levels[-1]
+        offset = cursor[0]
+        if offset >= level_end:
+            levels.pop()
+            continue
+        box_type, header, size = _box_header(data, offset, level_end)
+        count += 1
+        if count > MAX_BOXES:
+            raise MoovUnreadable(f"moov holds more than {MAX_BOXES:,} boxes")
+        cursor[0] = offset + size
         if box_type in CONTAINERS:
-            atoms.append(Atom(box_type, children=parse_boxes(data, payload_start, box_end)))
+            if len(levels) >= MAX_DEPTH:
+                raise MoovUnreadable(f"moov nests boxes more than {MAX_DEPTH} levels deep")
+            children: list[Atom] = []
+            siblings.append(Atom(box_type, children=children))
+            levels.append((children, [offset + header], offset + size))
         else:
-            atoms.append(Atom(box_type, payload=data[payload_start:box_end]))
-        offset = box_end
-    return atoms
+            siblings.append(Atom(box_type, payload=data[offset + header : offset + size]))
+    return top
+
+
+def _box_header(data: bytes, offset: int, end: int) -> tuple[str, int, int]:
+    """The type, header size and whole size of the box at `offset`, which must end by `end`."""
+    if end - offset < 8:
+        raise MoovUnreadable(f"{end - offset} stray bytes at offset {offset} of moov")
+    size, raw_type = struct.unpack_from(">I4s", data, offset)
+    box_type = raw_type.decode("latin-1")
+    header = 8
+    if size == 1:
+        if end - offset < 16:
+            raise MoovUnreadable(f"box {box_type!r} is cut inside its header")
+        (size,) = struct.unpack_from(">Q", data, offset + 8)
+        header = 16
+    elif size == 0:
+        size = end - offset  # to the end of the parent
+    if size < header or offset + size > end:
+        raise MoovUnreadable(f"box {box_type!r} at offset {offset} of moov has size {size}")
+    return box_type, header, size
 
 
 @dataclass
@@ -111,8 +146,18 @@ def chunk_offset_tables(moov: Atom) -> list[ChunkOffsets]:
     for trak in (child for child in moov if child.type == "trak"):
         for _, atom in trak.walk():
             if atom.type in CHUNK_OFFSET_TYPES:
-                tables.append(ChunkOffsets(track_id(trak), atom.type, _offsets_of(atom)))
+                tables.append(ChunkOffsets(track_id(trak), atom.type, chunk_offsets_of(atom)))
     return tables
+
+
+def descend(atom: Atom, path: tuple[str, ...]) -> Atom | None:
+    """The box at `path` (types, one per level) below `atom`, the first of each type; or None."""
+    for name in path:
+        found = next((child for child in atom if child.type == name), None)
+        if found is None:
+            return None
+        atom = found
+    return atom
 
 
 def track_id(trak: Atom) -> int:
@@ -124,7 +169,8 @@ def track_id(trak: Atom) -> int:
     return int(struct.unpack_from(">I", tkhd.payload, at)[0])
 
 
-def _offsets_of(atom: Atom) -> array[int]:
+def chunk_offsets_of(atom: Atom) -> array[int]:
+    """The offsets in an `stco` or `co64` box (`MoovUnreadable` if it holds fewer than it says)."""
     payload = atom.payload
     if len(payload) < _ENTRIES_AT:
         raise MoovUnreadable(f"{atom.type} is too short to hold its entry count")
@@ -151,7 +197,7 @@ def with_chunk_offsets(moov: Atom, move: Callable[[array[int]], array[int]], *, 
 
 def _rewritten(atom: Atom, move: Callable[[array[int]], array[int]], co64: bool) -> Atom:
     if atom.type in CHUNK_OFFSET_TYPES:
-        return _offset_table(atom, move(_offsets_of(atom)), co64 or atom.type == "co64")
+        return _offset_table(atom, move(chunk_offsets_of(atom)), co64 or atom.type == "co64")
     if atom.children is None:
         return atom
     return replace(atom, children=[_rewritten(child, move, co64) for child in atom])
@@ -168,17 +214,22 @@ def _offset_table(atom: Atom, offsets: array[int], as_co64: bool) -> Atom:
 
 
 def self_contained(moov: Atom) -> bool:
-    """Whether every data reference says "in this file" (an `url ` entry with flag 1): a track
-    whose media is in another file cannot be checked, or moved with this one."""
+    """Whether every data reference says "in this file" (an `url ` entry, or QuickTime's `alis`
+    as GStreamer writes it, with flag 1): a track whose media is in another file cannot be
+    checked, or moved with this one."""
     for _, atom in moov.walk():
         if atom.type != "dref":
             continue
         payload = atom.payload
         if len(payload) < _ENTRIES_AT:
             return False
-        for entry in parse_boxes(payload, _ENTRIES_AT, len(payload)):
+        try:
+            entries = parse_boxes(payload, _ENTRIES_AT, len(payload))
+        except MoovUnreadable:  # entries that do not add up: nothing says "in this file"
+            return False
+        for entry in entries:
             flags = int.from_bytes(entry.payload[1:4], "big") if len(entry.payload) >= 4 else 0
-            if entry.type != "url " or not flags & 1:
+            if entry.type not in SELF_REFERENCE_TYPES or not flags & 1:
                 return False
     return True
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from upload_jobs.errors import OptimizationFailed
+from upload_jobs.media.boxes import Box, Seekable, children_of, payload_of, unpack_header
+from upload_jobs.media.fragments import sum_fragment_ticks
 
 # Box types a real MP4/MOV can start with (QuickTime files may open with wide/mdat/pnot).
 PLAUSIBLE_FIRST_BOXES = frozenset({"ftyp", "moov", "mdat", "free", "skip", "wide", "pnot"})
@@ -24,20 +24,6 @@ HANDLER_AUDIO = "soun"
 # 32-bit durations of all ones mean "unknown" in mvhd/tkhd/mdhd.
 _UNKNOWN_32 = 0xFFFFFFFF
 _UNKNOWN_64 = 0xFFFFFFFFFFFFFFFF
-# Metadata boxes we parse are tiny; cap reads so a corrupt size cannot make us slurp a file.
-_MAX_METADATA_READ = 64 * 1024 * 1024
-
-
-class Seekable(Protocol):
-    """What the walk reads from: a file, or an upload body made in memory."""
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        """Move to `offset`."""
-        ...
-
-    def read(self, size: int = -1, /) -> bytes:
-        """Up to `size` bytes."""
-        ...
 
 
 class NotAnMp4(OptimizationFailed):
@@ -51,21 +37,6 @@ class NotAnMp4(OptimizationFailed):
 
 
 @dataclass(frozen=True)
-class Box:
-    """One top-level box: its four-character type, where it starts and its full size."""
-
-    type: str
-    offset: int
-    size: int
-    header_size: int
-
-    @property
-    def end(self) -> int:
-        """Offset just past the box, as declared (may lie past end of file when truncated)."""
-        return self.offset + self.size
-
-
-@dataclass(frozen=True)
 class Track:
     """One `trak`: its handler (`vide`, `soun`, ...), sample-entry fourcc and duration."""
 
@@ -73,6 +44,9 @@ class Track:
     handler: str
     fourcc: str | None
     duration_seconds: float | None
+    # ISO 639-2 code from mdhd ("eng", "und"); None when unreadable, unspecified, or a
+    # QuickTime code other than 0 (English), which players map with tables of their own.
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +88,7 @@ def starts_like_mp4(header: bytes) -> bool:
     """Whether the first bytes of a file are a plausible first ISO-BMFF box (MP4/MOV)."""
     if len(header) < 8:
         return False
-    size, box_type = _unpack_header(header)
+    size, box_type = unpack_header(header)
     # Size 0 means "to the end of the file" and 1 "a 64-bit size follows": both are legal.
     return box_type in PLAUSIBLE_FIRST_BOXES and (size in (0, 1) or size >= 8)
 
@@ -141,7 +115,7 @@ def read_layout_of(f: Seekable, file_size: int, path: Path) -> Mp4Layout:
         truncation = "no moov box (the index) found: the recording was never finalized"
 
     movie = _read_moov(f, moov) if moov is not None else _Movie()
-    fragment_ticks = _sum_fragment_ticks(f, boxes, file_size, movie.trex_durations)
+    fragment_ticks = sum_fragment_ticks(f, boxes, file_size, movie.trex_durations)
     major_brand = _major_brand(f, boxes)
 
     fragmented = movie.has_mvex or any(b.type == "moof" for b in boxes)
@@ -171,7 +145,7 @@ def _walk_top_level(f: Seekable, path: Path, file_size: int) -> tuple[list[Box],
             if first:
                 raise NotAnMp4(path, "too short to hold a box header")
             return boxes, f"{len(header)} stray bytes at offset {offset}, too short for a box"
-        size, box_type = _unpack_header(header)
+        size, box_type = unpack_header(header)
         header_size = 8
         if size == 1:
             if len(header) < 16:
@@ -192,38 +166,6 @@ def _walk_top_level(f: Seekable, path: Path, file_size: int) -> tuple[list[Box],
     return boxes, None
 
 
-def _unpack_header(header: bytes) -> tuple[int, str]:
-    size, raw_type = struct.unpack(">I4s", header[:8])
-    return size, raw_type.decode("latin-1")
-
-
-def _children(f: Seekable, start: int, end: int) -> Iterator[tuple[str, int, int]]:
-    """Yield (type, payload start, box end) for each child box between start and end."""
-    offset = start
-    while offset + 8 <= end:
-        f.seek(offset)
-        header = f.read(16)
-        if len(header) < 8:
-            return
-        size, box_type = _unpack_header(header)
-        header_size = 8
-        if size == 1 and len(header) == 16:
-            (size,) = struct.unpack(">Q", header[8:16])
-            header_size = 16
-        elif size == 0:
-            size = end - offset
-        # A malformed child means we cannot trust anything after it in this parent.
-        if size < header_size or offset + size > end:
-            return
-        yield box_type, offset + header_size, offset + size
-        offset += size
-
-
-def _payload(f: Seekable, start: int, end: int) -> bytes:
-    f.seek(start)
-    return f.read(min(end - start, _MAX_METADATA_READ))
-
-
 @dataclass
 class _RawTrack:
     track_id: int = 0
@@ -231,6 +173,7 @@ class _RawTrack:
     fourcc: str | None = None
     timescale: int = 0
     media_duration: int | None = None
+    language: str | None = None
 
 
 @dataclass
@@ -245,9 +188,9 @@ class _Movie:
 
 def _read_moov(f: Seekable, moov: Box) -> _Movie:
     movie = _Movie()
-    for box_type, start, end in _children(f, moov.offset + moov.header_size, moov.end):
+    for box_type, start, end in children_of(f, moov.offset + moov.header_size, moov.end):
         if box_type == "mvhd":
-            movie.timescale, movie.duration = _timescale_and_duration(_payload(f, start, end))
+            movie.timescale, movie.duration = _timescale_and_duration(payload_of(f, start, end))
         elif box_type == "trak":
             movie.tracks.append(_read_trak(f, start, end))
         elif box_type == "mvex":
@@ -270,9 +213,9 @@ def _timescale_and_duration(data: bytes) -> tuple[int, int | None]:
 
 def _read_trak(f: Seekable, start: int, end: int) -> _RawTrack:
     track = _RawTrack()
-    for box_type, child_start, child_end in _children(f, start, end):
+    for box_type, child_start, child_end in children_of(f, start, end):
         if box_type == "tkhd":
-            data = _payload(f, child_start, child_end)
+            data = payload_of(f, child_start, child_end)
             id_at = 20 if data[:1] == b"\x01" else 12
             if len(data) >= id_at + 4:
                 (track.track_id,) = struct.unpack(">I", data[id_at : id_at + 4])
@@ -282,23 +225,24 @@ def _read_trak(f: Seekable, start: int, end: int) -> _RawTrack:
 
 
 def _read_mdia(f: Seekable, start: int, end: int, track: _RawTrack) -> None:
-    for box_type, child_start, child_end in _children(f, start, end):
+    for box_type, child_start, child_end in children_of(f, start, end):
         if box_type == "mdhd":
-            data = _payload(f, child_start, child_end)
+            data = payload_of(f, child_start, child_end)
             track.timescale, track.media_duration = _timescale_and_duration(data)
+            track.language = _language(data)
         elif box_type == "hdlr":
             # QuickTime also puts a data-handler hdlr in minf; the mdia one names the media.
-            data = _payload(f, child_start, child_end)
+            data = payload_of(f, child_start, child_end)
             if len(data) >= 12:
                 track.handler = data[8:12].decode("latin-1")
         elif box_type == "minf":
-            for minf_type, minf_start, minf_end in _children(f, child_start, child_end):
+            for minf_type, minf_start, minf_end in children_of(f, child_start, child_end):
                 if minf_type == "stbl":
                     track.fourcc = _first_sample_entry(f, minf_start, minf_end)
 
 
 def _first_sample_entry(f: Seekable, start: int, end: int) -> str | None:
-    for box_type, child_start, child_end in _children(f, start, end):
+    for box_type, child_start, child_end in children_of(f, start, end):
         if box_type == "stsd":
             f.seek(child_start)
             data = f.read(min(16, child_end - child_start))
@@ -307,9 +251,25 @@ def _first_sample_entry(f: Seekable, start: int, end: int) -> str | None:
     return None
 
 
+def _language(mdhd: bytes) -> str | None:
+    """The packed language after mdhd's times: three letters of 5 bits each (ISO 639-2)."""
+    at = 32 if mdhd[:1] == b"\x01" else 20
+    if len(mdhd) < at + 2:
+        return None
+    (code,) = struct.unpack(">H", mdhd[at : at + 2])
+    if code == 0:
+        return "eng"  # QuickTime's language code 0 is English
+    if code < 0x400:
+        return None
+    letters = [code >> shift & 0x1F for shift in (10, 5, 0)]
+    if not all(1 <= letter <= 26 for letter in letters):
+        return None  # 0x7FFF and the like: QuickTime's "unspecified"
+    return bytes(letter + 0x60 for letter in letters).decode("latin-1")
+
+
 def _read_mvex(f: Seekable, start: int, end: int, movie: _Movie) -> None:
-    for box_type, child_start, child_end in _children(f, start, end):
-        data = _payload(f, child_start, child_end)
+    for box_type, child_start, child_end in children_of(f, start, end):
+        data = payload_of(f, child_start, child_end)
         if box_type == "mehd" and len(data) >= 8:
             if data[0] == 1 and len(data) >= 12:
                 (movie.fragment_duration,) = struct.unpack(">Q", data[4:12])
@@ -320,65 +280,11 @@ def _read_mvex(f: Seekable, start: int, end: int, movie: _Movie) -> None:
             movie.trex_durations[track_id] = default_duration
 
 
-def _sum_fragment_ticks(
-    f: Seekable, boxes: list[Box], file_size: int, trex_durations: dict[int, int]
-) -> dict[int, int]:
-    """Per track id, the media-timescale ticks carried by all complete moof fragments."""
-    ticks: dict[int, int] = {}
-    for moof in boxes:
-        if moof.type != "moof" or moof.end > file_size:
-            continue
-        for box_type, start, end in _children(f, moof.offset + moof.header_size, moof.end):
-            if box_type == "traf":
-                track_id, duration = _traf_ticks(f, start, end, trex_durations)
-                ticks[track_id] = ticks.get(track_id, 0) + duration
-    return ticks
-
-
-def _traf_ticks(
-    f: Seekable, start: int, end: int, trex_durations: dict[int, int]
-) -> tuple[int, int]:
-    track_id = 0
-    default_duration = 0
-    total = 0
-    for box_type, child_start, child_end in _children(f, start, end):
-        data = _payload(f, child_start, child_end)
-        if box_type == "tfhd" and len(data) >= 8:
-            flags = int.from_bytes(data[1:4], "big")
-            (track_id,) = struct.unpack(">I", data[4:8])
-            default_duration = trex_durations.get(track_id, 0)
-            # Optional fields in flag order: base offset (8), description index (4), duration.
-            at = 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
-            if flags & 0x08 and len(data) >= at + 4:
-                (default_duration,) = struct.unpack(">I", data[at : at + 4])
-        elif box_type == "trun":
-            total += _trun_ticks(data, default_duration)
-    return track_id, total
-
-
-def _trun_ticks(data: bytes, default_duration: int) -> int:
-    if len(data) < 8:
-        return 0
-    flags = int.from_bytes(data[1:4], "big")
-    (count,) = struct.unpack(">I", data[4:8])
-    if not flags & 0x100:
-        return count * default_duration
-    at = 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
-    stride = 4 * sum(1 for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit)
-    total = 0
-    for _ in range(count):
-        if at + 4 > len(data):
-            break
-        total += struct.unpack(">I", data[at : at + 4])[0]
-        at += stride
-    return total
-
-
 def _finish_track(raw: _RawTrack, fragment_ticks: int) -> Track:
     duration: float | None = None
     if raw.timescale > 0 and (raw.media_duration is not None or fragment_ticks):
         duration = ((raw.media_duration or 0) + fragment_ticks) / raw.timescale
-    return Track(raw.track_id, raw.handler, raw.fourcc, duration)
+    return Track(raw.track_id, raw.handler, raw.fourcc, duration, raw.language)
 
 
 def _movie_duration(movie: _Movie, tracks: list[Track], fragmented: bool) -> float | None:

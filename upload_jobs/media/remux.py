@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.media.codecs import BROWSER_VIDEO_FOURCCS, HEVC_FOURCCS, MP4_SAFE_AUDIO_FOURCCS
+from upload_jobs.media.codecs import BROWSER_VIDEO_FOURCCS, MP4_SAFE_AUDIO_FOURCCS
+from upload_jobs.media.content import check_nothing_lost, lasts_as_long
 from upload_jobs.media.ffmpeg_process import run_ffmpeg
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
 from upload_jobs.settings import Preset
@@ -29,10 +30,18 @@ FASTSTART_MOVFLAGS = "+faststart"
 # No -frag_duration/-frag_size: they cut fragments mid-GOP. Never combined with +faststart,
 # which ffmpeg silently ignores next to these flags.
 FRAGMENTED_MOVFLAGS = "+frag_keyframe+empty_moov+delay_moov+default_base_moof"
-AUDIO_TO_AAC = ["-c:a", "aac", "-b:a", "192k"]
-
-DURATION_TOLERANCE_SECONDS = 0.5
-DURATION_TOLERANCE_RATIO = 0.02
+AAC_BITRATE = "192k"
+# Every video, audio and subtitle stream, the container's and each stream's tags, the chapters
+# (ffmpeg's default). Timecode and chapter tracks are data streams the MP4 muxer writes again
+# from the timecode tag and the chapters; other data streams (a camera's telemetry) are left out,
+# and the comparison with the source then keeps the original (`media.content`).
+KEEP_EVERY_STREAM = ["-map", "0:v", "-map", "0:a?", "-map", "0:s?", "-dn", "-map_metadata", "0"]
+# With +use_metadata_tags every tag goes into the MP4 (Apple's keys: make, model, location,
+# creation date), also the source's brands, which would contradict the file's own ftyp.
+NOT_CONTAINER_TAGS = ["-metadata", "major_brand=", "-metadata", "minor_version=",
+                      "-metadata", "compatible_brands="]  # fmt: skip
+SUBTITLE_HANDLERS = frozenset({"sbtl", "subt"})
+MP4_TEXT_FOURCCS = frozenset({"tx3g", "text"})
 
 
 class FfmpegUnavailable(OptimizationFailed):
@@ -104,21 +113,32 @@ def build_remux_args(
     """
     if preset is Preset.NONE:
         raise ValueError("preset 'none' never remuxes; there is no command to build")
-    video_fourcc = playable_video_fourcc(layout)
+    playable_video_fourcc(layout)
     # -n: never overwrite; the output is a fresh unique path, so an existing file means a bug.
     args = [ffmpeg, "-nostdin", "-hide_banner", "-n", "-progress", "pipe:1", "-nostats"]
     # file: keeps a name like "clip:1.mov" from being read as a protocol.
     args += ["-i", f"file:{source.absolute()}"]
-    args += ["-map", "0:V:0", "-map", "0:a:0?", "-dn", "-sn", "-map_metadata", "0", "-c", "copy"]
-    if video_fourcc in HEVC_FOURCCS:
-        # Safari only plays HEVC in MP4 when the sample entry is hvc1.
-        args += ["-tag:v", "hvc1"]
-    audio = layout.audio_tracks
-    if audio and audio[0].fourcc not in MP4_SAFE_AUDIO_FOURCCS:
-        args += AUDIO_TO_AAC
+    args += [*KEEP_EVERY_STREAM, "-c", "copy", *conversions_for_mp4(layout)]
     movflags = FASTSTART_MOVFLAGS if preset is Preset.FASTSTART else FRAGMENTED_MOVFLAGS
-    args += ["-write_tmcd", "0", "-movflags", movflags, "-f", "mp4", f"file:{output.absolute()}"]
-    return args
+    args += ["-movflags", movflags + "+use_metadata_tags", *NOT_CONTAINER_TAGS]
+    return [*args, "-f", "mp4", f"file:{output.absolute()}"]
+
+
+def conversions_for_mp4(layout: Mp4Layout) -> list[str]:
+    """The options that change only the tracks MP4 players need changed: each audio track that
+    is not MP4-safe becomes AAC, each HEVC video tagged `hev1` is tagged `hvc1` (Safari), and
+    subtitles other than MP4's own text become `mov_text`."""
+    options: list[str] = []
+    for index, track in enumerate(layout.video_tracks):
+        if track.fourcc == "hev1":
+            options += [f"-tag:v:{index}", "hvc1"]
+    for index, track in enumerate(layout.audio_tracks):
+        if track.fourcc not in MP4_SAFE_AUDIO_FOURCCS:
+            options += [f"-c:a:{index}", "aac", f"-b:a:{index}", AAC_BITRATE]
+    subtitles = [t for t in layout.tracks if t.handler in SUBTITLE_HANDLERS]
+    if any(track.fourcc not in MP4_TEXT_FOURCCS for track in subtitles):
+        options += ["-c:s", "mov_text"]
+    return options
 
 
 def playable_video_fourcc(layout: Mp4Layout) -> str:
@@ -191,7 +211,9 @@ def remux_with_ffmpeg(
         run_ffmpeg(args, timeout_seconds, layout.duration_seconds, on_progress)
         if FileIdentity.of(source.stat()) != before:
             raise OptimizationFailed(f"source {source} changed while it was being remuxed")
-        return output, _validated_output(output, layout, preset)
+        output_layout = _validated_output(output, layout, preset)
+        check_nothing_lost(ffmpeg, layout, output_layout)
+        return output, output_layout
     except BaseException:
         output.unlink(missing_ok=True)
         raise
@@ -214,22 +236,23 @@ def _validated_output(output: Path, source: Mp4Layout, preset: Preset) -> Mp4Lay
         problems.append("it is not faststart (moov is not before mdat, or it is fragmented)")
     if preset is Preset.FRAGMENTED and not layout.fragmented:
         problems.append("it is not fragmented")
-    expected_audio = min(1, len(source.audio_tracks))
-    got_video, got_audio = len(layout.video_tracks), len(layout.audio_tracks)
-    if (got_video, got_audio) != (1, expected_audio):
+    expected = len(source.video_tracks), len(source.audio_tracks)
+    got = len(layout.video_tracks), len(layout.audio_tracks)
+    if got != expected:
         problems.append(
-            f"it has {got_video} video and {got_audio} audio streams, "
-            f"expected 1 and {expected_audio}"
+            f"it has {got[0]} video and {got[1]} audio tracks, the source {expected[0]} and "
+            f"{expected[1]}"
         )
-    expected, actual = source.duration_seconds, layout.duration_seconds
+    expected_seconds, actual = source.duration_seconds, layout.duration_seconds
     # Without a source duration there is nothing to compare against; the layout and stream
     # checks above still hold.
-    if expected is not None:
-        tolerance = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_RATIO * expected)
+    if expected_seconds is not None:
         if actual is None:
             problems.append("it has no duration")
-        elif abs(actual - expected) > tolerance:
-            problems.append(f"it lasts {actual:.2f} s but the source lasts {expected:.2f} s")
+        elif not lasts_as_long(expected_seconds, actual):
+            problems.append(
+                f"it lasts {actual:.2f} s but the source lasts {expected_seconds:.2f} s"
+            )
     if problems:
         raise OutputInvalid("remuxed output failed validation: " + "; ".join(problems))
     return layout

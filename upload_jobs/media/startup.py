@@ -19,8 +19,9 @@ from pathlib import Path
 
 from upload_jobs.byte_sizes import format_bytes
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.media.moov import Atom, MoovUnreadable, parse_moov
-from upload_jobs.media.mp4 import HANDLER_VIDEO, Box, Mp4Layout, Seekable, read_layout_of
+from upload_jobs.media.boxes import Box, Seekable
+from upload_jobs.media.moov import Atom, MoovUnreadable, descend, parse_moov
+from upload_jobs.media.mp4 import HANDLER_VIDEO, Mp4Layout, read_layout_of
 from upload_jobs.storage.upload_body import UploadBody
 
 # An index this large is no recording's (a 10-hour one holds a few tens of MB).
@@ -95,7 +96,7 @@ def _first_chunk(moov: Atom) -> tuple[int, int] | None:
     tracks = [child for child in moov if child.type == "trak"]
     tracks.sort(key=lambda trak: _handler(trak) != HANDLER_VIDEO)  # stable: video first
     for trak in tracks:
-        stbl = _descend(trak, _SAMPLE_TABLE_PATH)
+        stbl = descend(trak, _SAMPLE_TABLE_PATH)
         if stbl is None:
             continue
         boxes = {child.type: child.payload for child in stbl if child.children is None}
@@ -112,18 +113,9 @@ def _first_chunk(moov: Atom) -> tuple[int, int] | None:
 
 
 def _handler(trak: Atom) -> str:
-    mdia = _descend(trak, ("mdia",))
+    mdia = descend(trak, ("mdia",))
     hdlr = next((child for child in mdia or [] if child.type == "hdlr"), None)
     return hdlr.payload[8:12].decode("latin-1") if hdlr and len(hdlr.payload) >= 12 else ""
-
-
-def _descend(atom: Atom, path: tuple[str, ...]) -> Atom | None:
-    for name in path:
-        found = next((child for child in atom if child.type == name), None)
-        if found is None:
-            return None
-        atom = found
-    return atom
 
 
 def _samples_in_first_chunk(stsc: bytes) -> int:

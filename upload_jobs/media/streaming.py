@@ -9,15 +9,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.media.codecs import remux_needed_for
+from upload_jobs.media.codecs import conversion_needed, unplayable_video
 from upload_jobs.media.faststart import FaststartRefused, plan_faststart
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
-from upload_jobs.media.remux import (
-    SourceTruncated,
-    playable_video_fourcc,
-    remux_with_ffmpeg,
-    resolve_ffmpeg,
-)
+from upload_jobs.media.remux import SourceTruncated, remux_with_ffmpeg, resolve_ffmpeg
 from upload_jobs.settings import Preset
 from upload_jobs.storage.upload_body import UploadBody
 
@@ -44,7 +39,8 @@ class OptimizationResult:
     body: UploadBody
     path: StreamingPath
     preset: Preset
-    # Why the cheaper in-process move was not taken, when ffmpeg ran.
+    # Why the cheaper in-process move was not taken, when ffmpeg ran; why browsers will not play
+    # it anyway, when only its layout was made right (video they do not decode).
     reason: str | None
     source_duration_seconds: float | None
     output_duration_seconds: float | None
@@ -73,11 +69,15 @@ def optimize_for_streaming(
     layout = _read_source_layout(source)
     if layout.truncated:
         raise SourceTruncated(f"source is truncated: {layout.truncation}")
-    playable_video_fourcc(layout)
-    if _stream_ready(layout, preset):
-        return _as_is(source, preset, StreamingPath.ALREADY_READY, layout.duration_seconds)
-    reason = "the fragmented preset is made by ffmpeg"
-    if preset is Preset.FASTSTART:
+    # Video no browser decodes gains nothing from a conversion: its layout is all there is to do.
+    unplayable = unplayable_video(layout)
+    needed = None if unplayable else conversion_needed(layout)
+    layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
+    if layout_ready and needed is None:
+        duration = layout.duration_seconds
+        return _as_is(source, preset, StreamingPath.ALREADY_READY, duration, unplayable)
+    reason = needed or "the fragmented preset is made by ffmpeg"
+    if preset is Preset.FASTSTART and needed is None:
         reason = "the in-process move is turned off (UPLOAD_JOBS_FASTSTART_IN_PROCESS)"
         if in_process:
             try:
@@ -87,8 +87,8 @@ def optimize_for_streaming(
             else:
                 duration = layout.duration_seconds
                 return OptimizationResult(
-                    relocation.body, StreamingPath.MOVED_IN_PROCESS, preset, None, duration,
-                    duration, None,
+                    relocation.body, StreamingPath.MOVED_IN_PROCESS, preset, unplayable,
+                    duration, duration, None,
                 )  # fmt: skip
     output, output_layout = remux_with_ffmpeg(
         source,
@@ -112,10 +112,11 @@ def optimize_for_streaming(
 
 
 def _as_is(
-    source: Path, preset: Preset, path: StreamingPath, duration: float | None
-) -> OptimizationResult:
+    source: Path, preset: Preset, path: StreamingPath, duration: float | None,
+    reason: str | None = None,
+) -> OptimizationResult:  # fmt: skip
     return OptimizationResult(
-        UploadBody.of_file(source), path, preset, None, duration, duration, None
+        UploadBody.of_file(source), path, preset, reason, duration, duration, None
     )
 
 
@@ -124,9 +125,3 @@ def _read_source_layout(source: Path) -> Mp4Layout:
         return read_layout(source)
     except OSError as exc:
         raise OptimizationFailed(f"cannot read source {source}: {exc.strerror or exc}") from exc
-
-
-def _stream_ready(layout: Mp4Layout, preset: Preset) -> bool:
-    layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
-    # A stream-ready layout still needs a remux when browsers would choke on what is inside.
-    return layout_ready and remux_needed_for(layout) is None

@@ -21,10 +21,10 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from tests.support.ports import free_port
+from upload_jobs.running import StartedInWith
 
 __all__ = ["INSTALL_HINT", "RgwCluster", "RgwUnavailable", "rgw_missing"]
 
@@ -94,7 +94,7 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class RgwCluster:
+class RgwCluster(StartedInWith):
     """A single-node Ceph cluster with radosgw on 127.0.0.1, in a directory of its own."""
 
     def __init__(self) -> None:
@@ -264,17 +264,6 @@ class RgwCluster:
             lines = log.read_text(errors="replace").splitlines()[-5:]
             tails.append(f"\n--- {log.name}\n" + "\n".join(lines))
         return "".join(tails)
-
-    def __enter__(self) -> RgwCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _config(root: Path, fsid: str, mon_port: int, rgw_port: int) -> str:

@@ -18,7 +18,6 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
@@ -31,6 +30,7 @@ from tests.support.fault_rules import (
     methods_set,
     slow_rule,
 )
+from upload_jobs.running import StartedInWith
 from upload_jobs.storage.local_s3 import BackgroundServer, S3Request, classify_s3_request
 
 __all__ = ["Fault", "FaultRule", "S3FaultProxy"]
@@ -52,7 +52,7 @@ class _QuietServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-class S3FaultProxy:
+class S3FaultProxy(StartedInWith):
     """Reverse proxy to `upstream_url` that counts requests by (method, kind) and injects faults."""
 
     def __init__(self, upstream_url: str, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -277,17 +277,6 @@ class S3FaultProxy:
         if self._server is None:
             raise RuntimeError("S3FaultProxy is not running: call start() or use it in `with`")
         return f"http://{self._host}:{self._server.server_port}"
-
-    def __enter__(self) -> S3FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -10,14 +10,15 @@ import contextlib
 import socket
 import threading
 import time
-from types import TracebackType
+
+from upload_jobs.running import StartedInWith
 
 __all__ = ["TcpProxy"]
 
 _BUFFER = 64 * 1024
 
 
-class TcpProxy:
+class TcpProxy(StartedInWith):
     """Forwards 127.0.0.1:<port> to `upstream_host:upstream_port`, byte for byte."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -61,17 +62,6 @@ class TcpProxy:
         self._stopping = True
         _close(self._listener)
         self.cut(0)
-
-    def __enter__(self) -> TcpProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _accept_loop(self) -> None:
         while not self._stopping:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 from upload_jobs.errors import OptimizationFailed
 from upload_jobs.media.codecs import MP4_SAFE_AUDIO_FOURCCS
@@ -78,7 +79,20 @@ def parse_ffmetadata(text: str) -> tuple[dict[str, str], tuple[str, ...]]:
             tags[key] = value
         elif section == "CHAPTER":
             chapters[-1].append(line)
-    return tags, tuple("\n".join(lines) for lines in chapters)
+    return tags, tuple(_chapter(lines) for lines in chapters)
+
+
+def _chapter(lines: list[str]) -> str:
+    """A chapter as `0.000-1.000 title=one`: its times in milliseconds whatever its time base
+    (ffmpeg writes the chapter track's own), then its tags."""
+    fields = dict(line.partition("=")[::2] for line in lines)
+    try:
+        base = Fraction(fields.pop("TIMEBASE", "1/1000"))
+        start, end = (Fraction(int(fields.pop(key, "0"))) * base for key in ("START", "END"))
+    except (ValueError, ZeroDivisionError):
+        return "\n".join(lines)
+    tags = " ".join(f"{key}={value}" for key, value in sorted(fields.items()))
+    return f"{float(start):.3f}-{float(end):.3f} {tags}"
 
 
 def _logical_lines(text: str) -> Iterable[str]:
@@ -137,6 +151,8 @@ def _track_changes(kind: str, old: Track, new: Track) -> list[str]:
     if old.fourcc != new.fourcc and not converted:
         became = f"became {new.fourcc!r}"
         changes.append(f"{kind} track {old.track_id}'s codec {old.fourcc!r} ({became})")
+    if kind == "video" and old.matrix and old.matrix != new.matrix:
+        changes.append(f"video track {old.track_id}'s rotation (its display matrix)")
     if old.language and new.language and old.language != new.language:
         changes.append(f"{kind} track {old.track_id}'s language {old.language!r}")
     if old.duration_seconds and not lasts_as_long(old.duration_seconds, new.duration_seconds):

@@ -34,7 +34,7 @@ class MoovUnreadable(ValueError):
     or holds more boxes than any recording's: the move refuses it."""
 
 
-@dataclass
+@dataclass(slots=True)  # up to MAX_BOXES of them: no per-box __dict__
 class Atom:
     """A box: its type and either its raw payload or, for a container, its children."""
 

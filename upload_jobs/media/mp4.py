@@ -47,6 +47,8 @@ class Track:
     # ISO 639-2 code from mdhd ("eng", "und"); None when unreadable, unspecified, or a
     # QuickTime code other than 0 (English), which players map with tables of their own.
     language: str | None = None
+    # The track header's display matrix (rotation, flips), nine 32-bit fixed-point values.
+    matrix: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class _RawTrack:
     timescale: int = 0
     media_duration: int | None = None
     language: str | None = None
+    matrix: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -216,9 +219,11 @@ def _read_trak(f: Seekable, start: int, end: int) -> _RawTrack:
     for box_type, child_start, child_end in children_of(f, start, end):
         if box_type == "tkhd":
             data = payload_of(f, child_start, child_end)
-            id_at = 20 if data[:1] == b"\x01" else 12
+            id_at, matrix_at = (20, 52) if data[:1] == b"\x01" else (12, 40)
             if len(data) >= id_at + 4:
                 (track.track_id,) = struct.unpack(">I", data[id_at : id_at + 4])
+            if len(data) >= matrix_at + 36:
+                track.matrix = struct.unpack(">9i", data[matrix_at : matrix_at + 36])
         elif box_type == "mdia":
             _read_mdia(f, child_start, child_end, track)
     return track
@@ -284,7 +289,7 @@ def _finish_track(raw: _RawTrack, fragment_ticks: int) -> Track:
     duration: float | None = None
     if raw.timescale > 0 and (raw.media_duration is not None or fragment_ticks):
         duration = ((raw.media_duration or 0) + fragment_ticks) / raw.timescale
-    return Track(raw.track_id, raw.handler, raw.fourcc, duration, raw.language)
+    return Track(raw.track_id, raw.handler, raw.fourcc, duration, raw.language, raw.matrix)
 
 
 def _movie_duration(movie: _Movie, tracks: list[Track], fragmented: bool) -> float | None:

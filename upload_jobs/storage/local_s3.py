@@ -11,7 +11,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,6 +20,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from upload_jobs.running import StartedInWith
 
 __all__ = ["REQUEST_KINDS", "LocalS3Server", "S3Request", "classify_s3_request"]
 
@@ -119,7 +120,7 @@ class BackgroundServer:
             thread.join(timeout=10)
 
 
-class LocalS3Server:
+class LocalS3Server(StartedInWith):
     """moto's S3 on 127.0.0.1 and a free port, counting the requests it serves."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -189,14 +190,3 @@ class LocalS3Server:
             return app(environ, start_response)
 
         return counted
-
-    def __enter__(self) -> LocalS3Server:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

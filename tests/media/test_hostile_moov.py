@@ -27,8 +27,8 @@ REFUSALS = {
     "1,000 nested trak": f"more than {MAX_DEPTH} levels deep",
     "300 levels, 11,800 leaves": f"more than {MAX_DEPTH} levels deep",
     "16.8 MB of 8-byte boxes": f"more than {MAX_BOXES:,} boxes",
-    "dref entry larger than its box": "refers to media in another file",
-    "stray bytes after dref entries": "refers to media in another file",
+    "dref entry larger than its box": r"cannot be read box by box \(box 'url ' at offset 8",
+    "stray bytes after dref entries": r"cannot be read box by box \(3 stray bytes",
     "stco counts too many": "declares",
     "last sample past its mdat": "does not lie inside a media box of the source",
 }

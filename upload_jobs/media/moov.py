@@ -216,18 +216,14 @@ def _offset_table(atom: Atom, offsets: array[int], as_co64: bool) -> Atom:
 def self_contained(moov: Atom) -> bool:
     """Whether every data reference says "in this file" (an `url ` entry, or QuickTime's `alis`
     as GStreamer writes it, with flag 1): a track whose media is in another file cannot be
-    checked, or moved with this one."""
+    checked, or moved with this one. Entries that do not add up are `MoovUnreadable`."""
     for _, atom in moov.walk():
         if atom.type != "dref":
             continue
         payload = atom.payload
         if len(payload) < _ENTRIES_AT:
             return False
-        try:
-            entries = parse_boxes(payload, _ENTRIES_AT, len(payload))
-        except MoovUnreadable:  # entries that do not add up: nothing says "in this file"
-            return False
-        for entry in entries:
+        for entry in parse_boxes(payload, _ENTRIES_AT, len(payload)):
             flags = int.from_bytes(entry.payload[1:4], "big") if len(entry.payload) >= 4 else 0
             if entry.type not in SELF_REFERENCE_TYPES or not flags & 1:
                 return False

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -18,109 +17,8 @@ from rich.table import Table
 
 from bench.resume import ResumeResult
 from bench.runs import BASELINE, PROJECT, RunResult
-from bench.workloads import WORKLOADS
-
-MB = 1_000_000
-# The targets: A/B per workload, and the uploading process's peak RSS for W3 (issues 6, 17).
-RATIO_TARGETS = {"W1": 1.0, "W2": 1.5, "W3": 1.0}
-PEAK_RSS_TARGETS_MB = {"W3": 250}
-# The I/O columns, from one traced run of each side (bench/io_audit.py).
-IO_PLACES = ("source read", "work dir written", "work dir read")
-MAX_PARTS_SENT_TWICE = 1  # by a resumed upload
-
-
-@dataclass(frozen=True)
-class WorkloadSummary:
-    """One workload's medians over the rounds, and whether it met its target."""
-
-    workload: str
-    summary: str
-    jobs: int
-    rounds: int
-    median_a_seconds: float
-    median_b_seconds: float
-    ratio: float
-    overhead_per_job_seconds: float
-    peak_rss_a_mb: float
-    peak_rss_b_mb: float
-    target: str
-    target_met: bool
-    walls_a: list[float]
-    walls_b: list[float]
-    # Bytes per job by place (IO_PLACES), from the traced runs; empty without strace.
-    io_per_job_a: dict[str, float]
-    io_per_job_b: dict[str, float]
-    source_bytes_per_job: float
-
-
-def summarize(
-    results: list[RunResult], traced: list[RunResult] | None = None
-) -> list[WorkloadSummary]:
-    """One summary per workload, in the order the workloads were run; `traced`: the uncounted
-    runs under strace that give the I/O columns."""
-    summaries = []
-    for name in dict.fromkeys(result.workload for result in results):
-        runs = [result for result in results if result.workload == name]
-        io = {r.variant: r for r in traced or [] if r.workload == name}
-        walls_a = [r.wall_seconds for r in runs if r.variant == PROJECT]
-        walls_b = [r.wall_seconds for r in runs if r.variant == BASELINE]
-        median_a, median_b = statistics.median(walls_a), statistics.median(walls_b)
-        jobs = runs[0].jobs
-        ratio = median_a / median_b
-        rss_a = max(r.peak_rss_bytes for r in runs if r.variant == PROJECT) / MB
-        rss_b = max(r.peak_rss_bytes for r in runs if r.variant == BASELINE) / MB
-        target, met = _target(name, ratio, rss_a, io.get(PROJECT))
-        summaries.append(
-            WorkloadSummary(
-                name,
-                WORKLOADS[name].summary,
-                jobs,
-                len(walls_a),
-                median_a,
-                median_b,
-                ratio,
-                (median_a - median_b) / jobs,
-                rss_a,
-                rss_b,
-                target,
-                met,
-                [round(w, 3) for w in walls_a],
-                [round(w, 3) for w in walls_b],
-                _per_job(io.get(PROJECT)),
-                _per_job(io.get(BASELINE)),
-                max(r.uploaded_bytes / r.jobs for r in [*runs, *io.values()]),
-            )
-        )
-    return summaries
-
-
-def _per_job(run: RunResult | None) -> dict[str, float]:
-    if run is None or not run.io_bytes:
-        return {}
-    return {place: run.io_bytes.get(place, 0) / run.jobs for place in IO_PLACES}
-
-
-def _target(
-    name: str, ratio: float, peak_rss_mb: float, traced_a: RunResult | None
-) -> tuple[str, bool]:
-    """Every target of the workload, as one text, and whether all were met."""
-    targets: list[tuple[str, bool]] = []
-    if name in RATIO_TARGETS:
-        targets.append((f"A/B <= {RATIO_TARGETS[name]}", ratio <= RATIO_TARGETS[name]))
-    if name in PEAK_RSS_TARGETS_MB:
-        limit = PEAK_RSS_TARGETS_MB[name]
-        targets.append((f"peak RSS A <= {limit} MB", peak_rss_mb <= limit))
-    if traced_a is not None and traced_a.io_bytes:
-        # Every workload's files only need their moov moved: nothing to write (issue 17).
-        written = traced_a.io_bytes.get("work dir written", 0)
-        targets.append(("A writes 0 B to the work dir", written == 0))
-    if not targets:
-        return "-", True
-    if len(targets) == 1:
-        return targets[0][0], targets[0][1]
-    # Several: each says whether it was met; the row's own verdict is all of them.
-    text = ", ".join(f"{target} ({'met' if met else 'NOT met'})" for target, met in targets)
-    return text, all(met for _, met in targets)
+from bench.slopes import slope_cells, slope_table, slopes
+from bench.summaries import IO_PLACES, MAX_PARTS_SENT_TWICE, MB, WorkloadSummary
 
 
 def io_table(summaries: list[WorkloadSummary]) -> Table | None:
@@ -152,20 +50,10 @@ def _io_cells(s: WorkloadSummary) -> list[str]:
 def results_table(summaries: list[WorkloadSummary]) -> Table:
     """The summary as a terminal table."""
     table = Table(
-        title="upload-jobs sweep (A) against raw ffmpeg + boto3 (B), medians",
-        caption="; ".join(f"{s.workload}: {s.summary}" for s in summaries),
+        title="upload-jobs sweep (A) against raw ffmpeg + boto3 (B) and rclone (C), medians",
+        caption="; ".join(dict.fromkeys(f"{s.workload}: {s.summary}" for s in summaries)),
     )
-    headers = [
-        "workload",
-        "jobs",
-        "A s",
-        "B s",
-        "A/B",
-        "overhead/job",
-        "peak RSS A",
-        "peak RSS B",
-        "target",
-    ]
+    headers = RESULT_HEADERS
     for header in headers:
         table.add_column(header, justify="left" if header in ("workload", "target") else "right")
     for s in summaries:
@@ -173,16 +61,24 @@ def results_table(summaries: list[WorkloadSummary]) -> Table:
     return table
 
 
+RESULT_HEADERS = ["workload", "jobs", "A s", "B s", "C s", "A/B", "overhead/job", "peak RSS A",
+                  "peak RSS B", "peak RSS C", "target"]  # fmt: skip
+
+
 def _row(s: WorkloadSummary) -> list[str]:
+    c_seconds = "-" if s.median_c_seconds is None else f"{s.median_c_seconds:.2f}"
+    c_peak = "-" if s.peak_rss_c_mb is None else f"{s.peak_rss_c_mb:.0f} MB"
     return [
         s.workload,
         str(s.jobs),
         f"{s.median_a_seconds:.2f}",
         f"{s.median_b_seconds:.2f}",
+        c_seconds,
         f"{s.ratio:.2f}",
         f"{s.overhead_per_job_seconds * 1000:.0f} ms",
         f"{s.peak_rss_a_mb:.0f} MB",
         f"{s.peak_rss_b_mb:.0f} MB",
+        c_peak,
     ]
 
 
@@ -242,6 +138,7 @@ def write_results(
     document = {
         "machine": machine,
         "settings": settings,
+        "slopes": [asdict(line) for line in slopes(summaries)],
         "workloads": [asdict(s) for s in summaries],
         "runs": [asdict(r) for r in results],
         "resume": [asdict(r) for r in resumes or []],
@@ -263,19 +160,23 @@ def _markdown(
         'Written by `uv run python bench/run.py` (see the README\'s "Benchmarks"). A is the '
         "project's sweep (`upload-jobs sweep`, with its Prefect server and job database); B "
         "is a raw ffmpeg + boto3 loop with the same ffmpeg command, transfer settings and "
-        "concurrency. Wall times are whole processes, medians of the rounds run A B A B ...",
+        "concurrency; C is rclone copying the same sources as they are (the upload alone, no "
+        "streaming optimization) with the same concurrency and part size. Wall times are whole "
+        "processes, medians of the rounds run A B C A B C ...",
         "",
-        f"Link to the S3 server: {settings.get('link to the S3 server', 'loopback')}.",
+        f"S3 server: {settings.get('S3 server', 'moto')}; link to it: "
+        f"{settings.get('link to the S3 server', 'loopback')}.",
         "",
-        "| workload | jobs | A (s) | B (s) | A/B | overhead per job | peak RSS A | "
-        "peak RSS B | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for s in summaries:
-        met = "met" if s.target_met else "**not met**"
-        lines.append("| " + " | ".join([*_row(s), f"{s.target}: {met}"]) + " |")
+    lines += _markdown_table(slope_table([]), [slope_cells(line) for line in slopes(summaries)])
+    lines += ["", "Each workload at each size:", ""]
+    lines += _markdown_table(
+        results_table([]),
+        [[*_row(s), f"{s.target}: {'met' if s.target_met else '**not met**'}"] for s in summaries],
+    )
     lines += ["", "Each run's wall time (s):", ""]
-    lines += [f"- {s.workload}: A {s.walls_a}, B {s.walls_b}" for s in summaries]
+    lines += [f"- {s.workload} x{s.jobs}: A {s.walls_a}, B {s.walls_b}, C {s.walls_c or '-'}"
+              for s in summaries]  # fmt: skip
     if io := io_table(summaries):
         lines += ["", f"{io.title}:", ""]
         lines += _markdown_table(io, [_io_cells(s) for s in summaries])
@@ -332,6 +233,11 @@ def print_summary(
 ) -> None:
     """The tables, then one line per target not met."""
     console.print(results_table(summaries))
+    lines = slopes(summaries)
+    console.print(slope_table(lines))
+    for line in lines:
+        if not line.target_met:
+            console.print(f"{line.workload}: target {line.target}")
     if io := io_table(summaries):
         console.print(io)
     if resumes:

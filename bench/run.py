@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import shutil
 import sys
 import sysconfig
 from pathlib import Path
@@ -24,18 +25,20 @@ from rich.table import Table  # noqa: E402
 from bench.io_audit import strace_available  # noqa: E402
 from bench.link import Link  # noqa: E402
 from bench.profiles import step_seconds  # noqa: E402
-from bench.report import machine_info, print_summary, summarize, write_results  # noqa: E402
+from bench.report import machine_info, print_summary, write_results  # noqa: E402
 from bench.resume import ResumeResult, run_resume_case  # noqa: E402
 from bench.runs import (  # noqa: E402
     BASELINE,
     BUCKET,
     CONCURRENCY,
     PROJECT,
+    RCLONE,
     BenchEnvironment,
     RunResult,
     run_once,
 )
-from bench.servers import prefect_server, s3_server  # noqa: E402
+from bench.servers import S3_SERVERS, prefect_server, s3_server  # noqa: E402
+from bench.summaries import summarize  # noqa: E402
 from bench.workloads import WORKLOADS, Workload, ensure_workloads  # noqa: E402
 from upload_jobs.jobs.database import redacted_url  # noqa: E402
 from upload_jobs.media.remux import resolve_ffmpeg  # noqa: E402
@@ -44,7 +47,7 @@ from upload_jobs.storage.spaces import ensure_bucket, make_s3_client  # noqa: E4
 
 WARM_UP_JOBS = 2
 WARM_UP_WORKLOAD = "W2"
-SIDES = (PROJECT, BASELINE)
+SIDES = (PROJECT, BASELINE)  # and RCLONE, where rclone is installed
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +60,20 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="at most this many jobs per workload: a quick check (the targets are for all)",
     )
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated numbers of jobs to run every workload at, instead of its own "
+        "(W1: 4,16; W2: 20,80; W3: 1): a quick check",
+    )
     parser.add_argument("--workloads", default="W1,W2,W3", help="which, comma-separated")
+    parser.add_argument(
+        "--s3",
+        choices=S3_SERVERS,
+        default="moto",
+        help="the S3 server: moto's imitation, or a real Ceph RGW from Debian's packages "
+        "(results-rgw.json, RESULTS-rgw.md)",
+    )
     parser.add_argument(
         "--work-dir",
         type=Path,
@@ -102,6 +118,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(arguments.workloads.split(",")) - set(WORKLOADS)
     if arguments.resume not in (*WORKLOADS, "none"):
         parser.error(f"--resume takes {', '.join(WORKLOADS)} or none")
+    if arguments.sizes is not None:
+        try:
+            arguments.sizes = [int(size) for size in arguments.sizes.split(",")]
+        except ValueError:
+            parser.error("--sizes takes numbers of jobs, comma-separated: 2,4")
     if unknown or arguments.rounds < 1 or (arguments.jobs is not None and arguments.jobs < 1):
         parser.error(f"--workloads takes {', '.join(WORKLOADS)}; --rounds and --jobs at least 1")
     return arguments
@@ -130,36 +151,33 @@ def main(argv: list[str] | None = None) -> int:
     trace_io = not arguments.no_io and strace_available()
     if not arguments.no_io and not trace_io:
         console.print("strace is not installed: no I/O columns (apt-get install strace)")
+    sides = SIDES + ((RCLONE,) if shutil.which("rclone") else ())
+    if RCLONE not in sides:
+        console.print("rclone is not installed: no C column (apt-get install rclone)")
     with (
-        s3_server(root, link) as endpoint,
+        s3_server(root, link, arguments.s3) as endpoint,
         prefect_server(root / "prefect-home", arguments.prefect_database_url) as api_url,
     ):
         env = BenchEnvironment(root, root / "workloads", ffmpeg, endpoint, api_url)
         os.environ.update(env.settings_env(root / "work"))
         get_settings.cache_clear()
         ensure_bucket(make_s3_client(get_settings()), BUCKET)
-        console.print(f"Local S3 server {endpoint}, Prefect server {api_url}")
-        console.print("Warm-up runs (not counted): A and B on 2 small jobs")
-        for variant in SIDES:
+        console.print(f"{arguments.s3} S3 server {endpoint}, Prefect server {api_url}")
+        console.print(f"Warm-up runs (not counted): {', '.join(sides)} on 2 small jobs")
+        for variant in sides:
             run_once(env, variant, WORKLOADS[WARM_UP_WORKLOAD], 0, WARM_UP_JOBS)
         for workload in workloads:
+            sizes = workload.sizes_up_to(arguments.jobs, arguments.sizes)
             # The first pass over a workload's files pays for reading them from disk and for
             # the S3 server's first allocations: not what either side costs.
             console.print(f"Warm-up run of B over {workload.name} (not counted)")
-            jobs = min(workload.jobs, arguments.jobs or workload.jobs)
-            run_once(env, BASELINE, workload, 0, jobs)
-            for round_number in range(1, arguments.rounds + 1):
-                for variant in SIDES:
-                    result = run_once(env, variant, workload, round_number, jobs)
-                    results.append(result)
-                    peak_mb = result.peak_rss_bytes / 1e6
-                    console.print(
-                        f"{workload.name} round {round_number}/{arguments.rounds} {variant}: "
-                        f"{result.wall_seconds:.2f} s, peak RSS {peak_mb:.0f} MB"
-                    )
+            run_once(env, BASELINE, workload, 0, sizes[-1])
+            for jobs in sizes:
+                results += _rounds(env, workload, jobs, sides, arguments.rounds, console)
+            jobs = sizes[0]
             if trace_io:
                 console.print(f"{workload.name} under strace, A and B (bytes, not timed)")
-                traced += [run_once(env, v, workload, 0, jobs, trace_io=True) for v in SIDES]
+                traced += [run_once(env, v, workload, 0, jobs, trace_io=True) for v in sides]
             if arguments.resume == workload.name:
                 for variant in SIDES:
                     console.print(f"{workload.name} upload broken at 80 %, then resumed: {variant}")
@@ -171,18 +189,38 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(Console(width=max(Console().width, 110)), summaries, resumes)
     database_url = arguments.prefect_database_url
     database = redacted_url(database_url) if database_url else "SQLite (in PREFECT_HOME)"
-    settings = _settings() | {"link to the S3 server": link.describe() if link else "loopback"}
+    settings = _settings() | {
+        "S3 server": "Ceph RGW 16.2 (Debian's packages)" if arguments.s3 == "rgw" else "moto",
+        "link to the S3 server": link.describe() if link else "loopback",
+    }
     written = write_results(
         arguments.results_dir,
         summaries,
         results,
         machine_info(ffmpeg, database),
         settings,
-        suffix=f"-{link.label()}" if link else "",
+        suffix=("-rgw" if arguments.s3 == "rgw" else "") + (f"-{link.label()}" if link else ""),
         resumes=resumes,
     )
     console.print(f"Wrote {', '.join(str(path) for path in written)}")
     return 0
+
+
+def _rounds(
+    env: BenchEnvironment, workload: Workload, jobs: int, sides: tuple[str, ...], rounds: int,
+    console: Console,
+) -> list[RunResult]:  # fmt: skip
+    """`rounds` runs of each side over `jobs` files, interleaved (A B C A B C ...)."""
+    results = []
+    for round_number in range(1, rounds + 1):
+        for variant in sides:
+            result = run_once(env, variant, workload, round_number, jobs)
+            results.append(result)
+            console.print(
+                f"{workload.name} x{jobs} round {round_number}/{rounds} {variant}: "
+                f"{result.wall_seconds:.2f} s, peak RSS {result.peak_rss_bytes / 1e6:.0f} MB"
+            )
+    return results
 
 
 def _profile(env: BenchEnvironment, workload: Workload, jobs: int, console: Console) -> None:

@@ -1,4 +1,5 @@
-"""One measured run of a workload: A (the project's sweep) or B (the raw baseline).
+"""One measured run of a workload: A (the project's sweep), B (the raw baseline) or C (rclone
+copying the sources as they are: the upload alone).
 
 Both run as a fresh process with the same settings, ffmpeg, bucket and concurrency; the wall time
 is the whole process, start to exit, as a person running the command would see it. After each run
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import io_audit
+from bench.servers import BENCH_KEYS
 from bench.workloads import Workload
 from upload_jobs.jobs.database import dispose_engines, get_engine, upgrade_schema
 from upload_jobs.jobs.models import JobStatus
@@ -29,6 +31,7 @@ from upload_jobs.storage.spaces import VIDEO_CONTENT_TYPE, make_s3_client
 
 PROJECT = "A"
 BASELINE = "B"
+RCLONE = "C"  # the upload alone, by the tool a user would pick instead (bench/rclone_peer.py)
 BUCKET = "bench"
 CONCURRENCY = 2  # the sweep's default
 
@@ -66,9 +69,9 @@ class BenchEnvironment:
             "UPLOAD_JOBS_PUBLIC_BASE_URL": f"{self.s3_endpoint}/{BUCKET}",
             "UPLOAD_JOBS_WORK_DIR": str(work_dir),
             "UPLOAD_JOBS_FFMPEG": self.ffmpeg,
-            # The local server takes any credentials; these keep real ones out of the bench.
-            "AWS_ACCESS_KEY_ID": "bench-access-key",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret-key",
+            # moto takes any key, RGW is given these; they keep real ones out of the bench.
+            "AWS_ACCESS_KEY_ID": BENCH_KEYS[0],
+            "AWS_SECRET_ACCESS_KEY": BENCH_KEYS[1],
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
@@ -85,7 +88,7 @@ def run_once(
     """Run `variant` over the first `jobs` files of `workload`; check the bucket, empty it.
     With `profile`, py-spy samples the run and writes its stacks there (collapsed format); with
     `trace_io`, strace counts the bytes read from the sources and written to the work dir."""
-    run_dir = env.root / "runs" / f"{workload.name}-{round_number}-{variant}"
+    run_dir = env.root / "runs" / f"{workload.name}-{jobs}-{round_number}-{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "work").mkdir(parents=True)
     prefix = f"{run_dir.name}/"
@@ -100,10 +103,14 @@ def run_once(
         }
         command = ["upload_jobs.cli", "sweep", "--limit", str(jobs)]
         command += ["--concurrency", str(CONCURRENCY), "--json"]
-    else:
+    elif variant == BASELINE:
         plan = run_dir / "plan.json"
         plan.write_text(json.dumps(baseline_plan(env, sources, prefix, run_dir / "work")))
         command = ["bench.baseline", str(plan)]
+    else:
+        plan = run_dir / "plan.json"
+        plan.write_text(json.dumps(rclone_plan(env, sources, prefix)))
+        command = ["bench.rclone_peer", str(plan)]
     if profile is not None:
         # Every thread, on CPU or waiting (--idle): where the wall time goes, not only the CPU.
         sampler = [shutil.which("py-spy") or "py-spy", "record", "--idle", "--threads", "-r", "100"]
@@ -118,13 +125,16 @@ def run_once(
         _check_sweep_report(json.loads(output[output.index("{") : output.rindex("}") + 1]), jobs)
     uploaded = check_and_empty_bucket(prefix, jobs)
     shutil.rmtree(run_dir / "work", ignore_errors=True)
+    peak = measured.peak_rss_bytes
+    if variant == RCLONE:  # the work is rclone's process, not its Python wrapper's
+        peak = json.loads((run_dir / "rclone.json").read_text())["peak_rss_bytes"]
     return RunResult(
         variant,
         workload.name,
         round_number,
         jobs,
         measured.wall_seconds,
-        measured.peak_rss_bytes,
+        peak,
         uploaded,
         measured.io_bytes,
     )
@@ -199,6 +209,22 @@ def baseline_plan(
         args = build_remux_args(env.ffmpeg, source, output, Preset.FASTSTART, read_layout(source))
         jobs.append({"key": prefix + source.name, "output": str(output), "ffmpeg_args": args})
     return {"concurrency": CONCURRENCY, "jobs": jobs}
+
+
+def rclone_plan(env: BenchEnvironment, sources: list[Path], prefix: str) -> dict[str, Any]:
+    """What rclone copies where, with the project's concurrency and multipart settings."""
+    settings = get_settings()
+    return {
+        "endpoint": env.s3_endpoint,
+        "bucket": BUCKET,
+        "prefix": prefix,
+        "source_dir": str(sources[0].parent),
+        "files": [source.name for source in sources],
+        "concurrency": CONCURRENCY,
+        "multipart_threshold_bytes": settings.multipart_threshold_bytes,
+        "multipart_chunk_bytes": settings.multipart_chunk_bytes,
+        "parts_in_flight": settings.upload_concurrency,
+    }
 
 
 def _check_sweep_report(report: dict[str, Any], jobs: int) -> None:

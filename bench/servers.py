@@ -36,10 +36,37 @@ def _log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
+S3_SERVERS = ("moto", "rgw")
+# The keys every run uses (bench/runs.py); a real RGW gets them as a user's.
+BENCH_KEYS = ("bench-access-key", "bench-secret-key")
+
+
 @contextlib.contextmanager
-def s3_server(log_dir: Path, link: Link | None = None) -> Iterator[str]:
-    """`python -m bench.s3_server` (moto over HTTP on 127.0.0.1), behind `link` if given;
-    yields the endpoint URL to use."""
+def s3_server(log_dir: Path, link: Link | None = None, kind: str = "moto") -> Iterator[str]:
+    """The S3 server the runs talk to: moto (`python -m bench.s3_server`, behind `link` if
+    given) or a real Ceph RGW (the suite's single-node cluster, tests/support/rgw.py); yields
+    the endpoint URL to use."""
+    if kind == "rgw":
+        if link is not None:
+            raise ValueError("--link-mbit is for moto's server only")
+        with _rgw() as endpoint:
+            yield endpoint
+        return
+    with _moto(log_dir, link) as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def _rgw() -> Iterator[str]:
+    from tests.support.rgw import RgwCluster
+
+    with RgwCluster() as cluster:
+        cluster.ensure_key(*BENCH_KEYS)
+        yield cluster.endpoint_url
+
+
+@contextlib.contextmanager
+def _moto(log_dir: Path, link: Link | None) -> Iterator[str]:
     log = log_dir / "s3-server.log"
     command = [sys.executable, "-m", "bench.s3_server"]
     if link is not None:

@@ -29,6 +29,15 @@ class Workload:
     jobs: int
     master: str  # "1080p" or "720p"
     loops: int = 1  # the master played this many times in each file
+    # The numbers of jobs each side is run over: two give the seconds per job (the slope) apart
+    # from the fixed cost of a run (the intercept).
+    sizes: tuple[int, ...] = ()
+
+    def sizes_up_to(self, cap: int | None, instead: list[int] | None = None) -> list[int]:
+        """The sizes to run (`instead` of the workload's own, when given), each at most `cap`
+        jobs and the files there are, without repeats."""
+        wanted = instead or self.sizes or (self.jobs,)
+        return sorted({max(1, min(size, cap or size, self.jobs)) for size in wanted})
 
     def directory(self, root: Path) -> Path:
         """Where this workload's files live under `root`."""
@@ -40,9 +49,9 @@ class Workload:
 
 
 WORKLOADS = {
-    "W1": Workload("W1", "4 large files (~100 MB, 1080p)", jobs=4, master="1080p"),
-    "W2": Workload("W2", "40 small files (~2 MB)", jobs=40, master="720p"),
-    "W3": Workload("W3", "1 huge file (~1 GB)", jobs=1, master="1080p", loops=10),
+    "W1": Workload("W1", "large files (~100 MB, 1080p)", jobs=16, master="1080p", sizes=(4, 16)),
+    "W2": Workload("W2", "small files (~2 MB)", jobs=80, master="720p", sizes=(20, 80)),
+    "W3": Workload("W3", "1 huge file (~1 GB)", jobs=1, master="1080p", loops=10, sizes=(1,)),
 }
 
 

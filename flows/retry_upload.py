@@ -94,7 +94,7 @@ def _steps_holding(
             choice = choose_upload_file(claim.source_path, optimization)
             report.record_choice(choice.path, choice.reason, choice.fallback_kind)
         with report.step("measure_file_size"):
-            measured = measure_file_size(claim.source_path, choice.body)
+            measured = measure_file_size(claim.source_path, choice.body, choice.layouts)
             report.record_measurement(measured)
         with report.step("upload_to_spaces"):
             uploaded = upload_task_for(settings)(

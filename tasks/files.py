@@ -8,7 +8,12 @@ from prefect import get_run_logger, task
 
 from tasks.job_steps import step_run_name
 from upload_jobs.jobs import files
-from upload_jobs.jobs.measurement import UploadMeasurement, measure_upload
+from upload_jobs.jobs.measurement import (
+    NOTHING_KNOWN,
+    MeasuredLayouts,
+    UploadMeasurement,
+    measure_upload,
+)
 from upload_jobs.media.startup import describe_startup
 from upload_jobs.storage.upload_body import UploadBody
 
@@ -22,10 +27,13 @@ def check_source_file(source_path: str) -> int:
 
 
 @task(name="measure_file_size", task_run_name=step_run_name)
-def measure_file_size(source_path: str, body: UploadBody) -> UploadMeasurement:
+def measure_file_size(
+    source_path: str, body: UploadBody, known: MeasuredLayouts = NOTHING_KNOWN
+) -> UploadMeasurement:
     """The size of what is about to be uploaded, logged as `File size: N.NN MB`, and the bytes a
-    player fetches before the first frame, of the source and of the upload."""
-    measured = measure_upload(Path(source_path), body)
+    player fetches before the first frame, of the source and of the upload (from the layouts
+    the optimize step read, where `known`)."""
+    measured = measure_upload(Path(source_path), body, known)
     logger = get_run_logger()
     logger.info("File size: %s", files.format_megabytes(measured.size_bytes))
     logger.info("Startup: %s", describe_startup(measured.source_startup, measured.uploaded_startup))

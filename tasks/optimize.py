@@ -16,6 +16,7 @@ from tasks.slots import ffmpeg_slot
 from upload_jobs.errors import SourceMissing
 from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
+from upload_jobs.jobs.measurement import NOTHING_KNOWN, MeasuredLayouts
 from upload_jobs.jobs.progress import ProgressReport
 from upload_jobs.media.streaming import OptimizationResult, StreamingPath
 from upload_jobs.media.streaming import optimize_for_streaming as make_stream_ready
@@ -82,6 +83,8 @@ class UploadChoice:
     reason: str | None
     # For a fallback: the failure's kind (`OptimizationFailed.fallback_kind`).
     fallback_kind: str | None = None
+    # What the optimize step read of the source and of the upload (the measure step's input).
+    layouts: MeasuredLayouts = NOTHING_KNOWN
 
     @property
     def optimized(self) -> bool:
@@ -93,7 +96,8 @@ def choose_upload_file(source_path: str, optimization: State) -> UploadChoice:
     """The optimized upload when the step completed, else the original with the reason why."""
     if optimization.is_completed():
         result: OptimizationResult = optimization.result()
-        return UploadChoice(result.body, result.path, result.reason)
+        layouts = MeasuredLayouts(result.source_layout, result.upload_layout)
+        return UploadChoice(result.body, result.path, result.reason, layouts=layouts)
     error = optimization.result(raise_on_failure=False)
     reason = str(error) if isinstance(error, BaseException) else (optimization.message or "unknown")
     get_run_logger().warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,9 +14,11 @@ import pytest
 from bench.io_audit import run_traced, strace_available
 from bench.link import Link, LinkProxy
 from bench.profiles import step_seconds
-from bench.report import summarize, write_results
+from bench.report import write_results
 from bench.resume import ResumeResult
-from bench.runs import BASELINE, PROJECT, RunResult
+from bench.runs import BASELINE, PROJECT, RCLONE, RunResult
+from bench.slopes import slopes
+from bench.summaries import summarize
 from bench.workloads import WORKLOADS
 from tests.support.browser import needs_chromium
 from upload_jobs.settings import Settings
@@ -26,8 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 
 
-def run(variant: str, workload: str, round_number: int, wall: float, rss_mb: int) -> RunResult:
-    jobs = WORKLOADS[workload].jobs
+def run(
+    variant: str, workload: str, round_number: int, wall: float, rss_mb: int, jobs: int = 0
+) -> RunResult:
+    jobs = jobs or WORKLOADS[workload].jobs
     return RunResult(variant, workload, round_number, jobs, wall, rss_mb * 1_000_000, 1)
 
 
@@ -41,16 +46,16 @@ def test_medians_ratio_and_overhead_per_job_against_the_targets(tmp_path: Path) 
     w2, w3 = summarize(results)
 
     assert (w2.median_a_seconds, w2.median_b_seconds, w2.ratio) == (6.0, 3.0, 2.0)
-    assert w2.overhead_per_job_seconds == pytest.approx(3.0 / 40)
+    assert w2.overhead_per_job_seconds == pytest.approx(3.0 / 80)
     assert (w2.peak_rss_a_mb, w2.peak_rss_b_mb) == (170, 120)  # the highest of the rounds
-    assert (w2.target, w2.target_met) == ("A/B <= 1.5", False)
+    assert (w2.target, w2.target_met) == ("peak RSS A <= 250 MB", True)
     assert (w3.target, w3.target_met) == (
         "A/B <= 1.0 (NOT met), peak RSS A <= 250 MB (NOT met)",
         False,
     )
 
     json_path, markdown_path = write_results(tmp_path, [w2, w3], results, {"cores": 2}, {})
-    assert "| W2 | 40 | 6.00 | 3.00 | 2.00 | 75 ms |" in markdown_path.read_text()
+    assert "| W2 | 80 | 6.00 | 3.00 | - | 2.00 | 38 ms |" in markdown_path.read_text()
     assert '"ratio": 2.0' in json_path.read_text()
 
 
@@ -66,7 +71,7 @@ def test_traced_bytes_per_job_and_the_resume_case_are_reported(tmp_path: Path) -
     assert w1.io_per_job_a == {"source read": 2 * size, "work dir written": 0, "work dir read": 0}
     assert w1.io_per_job_b["work dir written"] == 2 * size
     assert (w1.target, w1.target_met) == (
-        "A/B <= 1.0 (met), A writes 0 B to the work dir (met)",
+        "peak RSS A <= 250 MB (met), A writes 0 B to the work dir (met)",
         True,
     )
     resumed = ResumeResult(PROJECT, "W3", 1000 * MIB, 16 * MIB, 51, 800 * MIB, 200 * MIB, 1, 3.0)
@@ -100,7 +105,45 @@ def test_bytes_are_counted_per_place_for_a_process_and_its_children(tmp_path: Pa
 
 def test_workload_files_are_named_per_job() -> None:
     files = WORKLOADS["W2"].files(Path("/w"))
-    assert len(files) == 40 and files[0] == Path("/w/W2/w2-000.mp4")
+    assert len(files) == 80 and files[0] == Path("/w/W2/w2-000.mp4")
+    assert WORKLOADS["W1"].sizes_up_to(None) == [4, 16]
+    assert WORKLOADS["W1"].sizes_up_to(8) == [4, 8]
+    assert WORKLOADS["W3"].sizes_up_to(None, [2, 4]) == [1]
+
+
+def test_the_slope_and_the_fixed_cost_per_side_and_a_one_size_workload_borrowing_it(
+    tmp_path: Path,
+) -> None:
+    # W1: A costs 2 s + 1.0 s a job, B 1 s + 1.2 s a job, C 0.5 s + 0.8 s a job.
+    results = [
+        run(side, "W1", 1, fixed + per_job * jobs, 200, jobs)
+        for jobs in (4, 16)
+        for side, fixed, per_job in ((PROJECT, 2.0, 1.0), (BASELINE, 1.0, 1.2), (RCLONE, 0.5, 0.8))
+    ] + [run(PROJECT, "W3", 1, 12.0, 240, 1), run(BASELINE, "W3", 1, 11.2, 130, 1)]
+    size = 100 * 1_000_000
+    traced = [RunResult(PROJECT, "W1", 0, 4, 9.0, 1, 4 * size, {"source read": 8 * size})]
+    summaries = summarize(results, traced)
+    w1, w3 = slopes(summaries)
+
+    assert (w1.sizes, w1.intercept_from) == ([4, 16], "W1")
+    assert (w1.slope_a_s, w1.slope_b_s, w1.slope_c_s) == pytest.approx((1.0, 1.2, 0.8))
+    assert (w1.intercept_a_s, w1.intercept_b_s) == pytest.approx((2.0, 1.0))
+    assert w1.slope_ratio == pytest.approx(1.0 / 1.2) and w1.source_read_x == 2.0
+    assert w1.target_met, w1.target
+    # W3 runs one job: its line goes through W1's fixed cost, A 12 - 2, B 11.2 - 1.
+    assert (w3.intercept_from, w3.slope_a_s, w3.slope_b_s) == ("W1", 10.0, pytest.approx(10.2))
+    assert w3.slope_c_s is None
+
+    json_path, markdown_path = write_results(tmp_path, summaries, results, {}, {})
+    [w1_json, _] = json.loads(json_path.read_text())["slopes"]
+    assert {"slope_a_s", "slope_b_s", "slope_ratio", "intercept_a_s", "source_read_x"} <= set(
+        w1_json
+    )
+    markdown = markdown_path.read_text()
+    assert "| W1 | 4 and 16 | 1.000 | 1.200 | 0.800 | 0.83 | 2.000 | 1.000 | 0.500 | 2.00x |" in (
+        markdown
+    )
+    assert "| W3 | 1 | 10.000 | 10.200 | - | 0.98 | 2.000 (W1's) |" in markdown
 
 
 def test_profile_time_is_summed_per_step_and_engine(tmp_path: Path) -> None:
@@ -125,19 +168,23 @@ def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
     """bench/run.py as a person runs it, on 3 jobs of W2 for one round: real ffmpeg, the S3
     server and Prefect server processes, both variants; only the results' shape is checked."""
     command = [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--workloads", "W2"]
-    command += ["--rounds", "1", "--jobs", "3", "--work-dir", str(tmp_path / "work")]
+    command += ["--rounds", "1", "--sizes", "1,2", "--work-dir", str(tmp_path / "work")]
     command += ["--results-dir", str(tmp_path / "results")]  # made if missing
     command += ["--no-io"]  # the traced runs cost 20 s here; the count is tested on its own
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     document = json.loads((tmp_path / "results" / "results.json").read_text())
-    [w2] = document["workloads"]
-    assert (w2["workload"], w2["jobs"], w2["rounds"]) == ("W2", 3, 1)
-    assert sorted(r["variant"] for r in document["runs"]) == ["A", "B"]
-    assert all(r["uploaded_bytes"] > 3 * 1_000_000 for r in document["runs"])  # 3 files of ~2 MB
+    _, two = document["workloads"]
+    assert (two["workload"], two["jobs"], two["rounds"]) == ("W2", 2, 1)
+    sides = ["A", "B", "C"] if shutil.which("rclone") else ["A", "B"]
+    assert sorted({r["variant"] for r in document["runs"]}) == sides
+    assert all(r["uploaded_bytes"] > r["jobs"] * 1_000_000 for r in document["runs"])  # ~2 MB
+    [line] = document["slopes"]
+    assert line["sizes"] == [1, 2] and line["slope_a_s"] > 0
     markdown = (tmp_path / "results" / "RESULTS.md").read_text()
-    assert document["machine"]["cores"] and "| W2 | 3 |" in markdown
+    assert document["machine"]["cores"] and "| W2 | 2 |" in markdown
+    assert "| W2 | 1 and 2 |" in markdown
     assert "upload-jobs sweep (A)" in finished.stdout  # the table
 
 

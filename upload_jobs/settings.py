@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     upload_concurrency: int = Field(default=4, ge=1, le=32)
     s3_max_attempts: int = Field(default=3, ge=1)
+    # Every PUT and part carries its Content-MD5, which the endpoint verifies: the payload is sent
+    # as UNSIGNED-PAYLOAD instead of being read once more to SHA-256-sign it (botocore signs it
+    # over plain HTTP otherwise). True for an endpoint that refuses unsigned payloads
+    # (`upload-jobs check-endpoint` says whether it does).
+    s3_sign_payload: bool = False
     # A failed job is due again after this, doubled per failed attempt up to an hour, and runs
     # at most max_attempts times on its own (sweeps and event-triggered retries; README
     # "Retries and events").

@@ -52,6 +52,7 @@ ALIKE = {
     "ListParts, gone upload": "works",
     "complete, gone upload": "works",
     "SHA-256 checksum": "ignored",
+    "unsigned payload": "works",
     "public-read ACL": "works",
     "metadata round trip": "works",
     "ranged GET": "works",

@@ -7,8 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upload_jobs.jobs.files import upload_size_bytes
+from upload_jobs.media.mp4 import Mp4Layout
 from upload_jobs.media.startup import StartupCost, startup_cost, startup_cost_of_body
 from upload_jobs.storage.upload_body import UploadBody
+
+
+@dataclass(frozen=True)
+class MeasuredLayouts:
+    """The layouts of the source and of the upload as the optimize step read them (either may
+    be unknown, then the measure step walks that file itself)."""
+
+    source: Mp4Layout | None = None
+    upload: Mp4Layout | None = None
+
+
+NOTHING_KNOWN = MeasuredLayouts()
 
 
 @dataclass(frozen=True)
@@ -22,13 +35,17 @@ class UploadMeasurement:
     unmeasured: str | None = None
 
 
-def measure_upload(source: Path, body: UploadBody) -> UploadMeasurement:
+def measure_upload(
+    source: Path, body: UploadBody, known: MeasuredLayouts = NOTHING_KNOWN
+) -> UploadMeasurement:
     """Measure `body` (`SourceChanged` if its file changed since it was made) and the startup
-    cost of `source` and of `body`; an unreadable index leaves a cost unknown, nothing more."""
+    cost of `source` and of `body`, from the `known` layouts where given; an unreadable index
+    leaves a cost unknown, nothing more."""
     size = upload_size_bytes(body)
     try:
-        uploaded = startup_cost_of_body(body)
-        before = uploaded if body.is_whole_file and body.path == source else startup_cost(source)
+        uploaded = startup_cost_of_body(body, known.upload)
+        same = body.is_whole_file and body.path == source
+        before = uploaded if same else startup_cost(source, known.source)
     except OSError as exc:
         return UploadMeasurement(size, None, None, f"cannot read it: {exc.strerror or exc}")
     return UploadMeasurement(size, before, uploaded)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import os
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from upload_jobs.media.boxes import Box
@@ -60,6 +60,8 @@ class Relocation:
     moov_bytes: int
     chunk_offsets: int
     promoted_to_co64: bool
+    # The moved file's layout, as its check read it back (the measure step needs no other walk).
+    layout: Mp4Layout | None = None
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,8 @@ def _relocation(
     relocation = Relocation(
         body, new_moov.size, sum(len(t.offsets) for t in chunks), promoted_to_co64=promoted
     )
-    _check(relocation, layout, moov, chunks)
-    return relocation
+    moved = _check(relocation, layout, moov, chunks)
+    return replace(relocation, layout=moved)
 
 
 def _movable_boxes(layout: Mp4Layout) -> tuple[Box, Box]:
@@ -223,7 +225,7 @@ def _merged_ranges(boxes: list[Box]) -> list[Piece]:
 
 def _check(
     relocation: Relocation, source: Mp4Layout, source_moov: Atom, before: list[TrackChunks]
-) -> None:
+) -> Mp4Layout:
     """Read the new layout back as a player would: its index must hold every box of the
     source's byte for byte but the chunk offsets, place every chunk of every track, with the
     same sizes, inside its media boxes, and chunks spread over each track must hold the source's
@@ -262,6 +264,7 @@ def _check(
                             f"the moved layout failed its check: track {old.track_id}'s chunk "
                             f"{index + 1} does not hold the source's bytes"
                         )
+    return layout
 
 
 def _without_offsets(moov: Atom) -> list[tuple[tuple[str, ...], str, bytes]]:

@@ -44,21 +44,25 @@ class StartupCost:
         return self.range_requests == 1
 
 
-def startup_cost(path: Path) -> StartupCost | None:
-    """The startup cost of the MP4 at `path`; None when it cannot start at all (no whole index,
+def startup_cost(path: Path, layout: Mp4Layout | None = None) -> StartupCost | None:
+    """The startup cost of the MP4 at `path` (walked unless its `layout` is given); None when it
+    cannot start at all (no whole index,
     a first chunk past the end, no tracks) or is not an MP4 (`OSError` when it cannot be read).
     A file cut short after its first chunk still starts: players play what is there."""
     with path.open("rb") as f:
-        return startup_cost_of(f, os.fstat(f.fileno()).st_size, path)
+        return startup_cost_of(f, os.fstat(f.fileno()).st_size, path, layout)
 
 
-def startup_cost_of(f: Seekable, file_size: int, path: Path) -> StartupCost | None:
+def startup_cost_of(
+    f: Seekable, file_size: int, path: Path, layout: Mp4Layout | None = None
+) -> StartupCost | None:
     """`startup_cost` of the `file_size` bytes of a seekable stream, such as an upload body
-    made in memory (`path` names it in errors)."""
-    try:
-        layout = read_layout_of(f, file_size, path)
-    except OptimizationFailed:  # not an MP4: no player starts it
-        return None
+    made in memory (`path` names it in errors), walked unless its `layout` is given."""
+    if layout is None or layout.file_size != file_size:
+        try:
+            layout = read_layout_of(f, file_size, path)
+        except OptimizationFailed:  # not an MP4: no player starts it
+            return None
     moov = next((b for b in layout.boxes if b.type == "moov" and b.end <= file_size), None)
     if moov is None or moov.size > _MAX_MOOV_BYTES:
         return None
@@ -134,10 +138,10 @@ def _first_sample_bytes(stsz: bytes, samples: int) -> int:
     return sum(struct.unpack_from(f">{samples}I", stsz, 12))
 
 
-def startup_cost_of_body(body: UploadBody) -> StartupCost | None:
+def startup_cost_of_body(body: UploadBody, layout: Mp4Layout | None = None) -> StartupCost | None:
     """`startup_cost` of what an upload sends (a file, or a source with its index moved)."""
     with body.open() as reader:
-        return startup_cost_of(reader, body.size, body.path)
+        return startup_cost_of(reader, body.size, body.path, layout)
 
 
 def describe_startup(before: StartupCost | None, after: StartupCost | None) -> str:

@@ -45,6 +45,9 @@ class OptimizationResult:
     source_duration_seconds: float | None
     output_duration_seconds: float | None
     temp_path: Path | None
+    # The layouts the step read, passed on so the measure step walks neither file again.
+    source_layout: Mp4Layout | None = None
+    upload_layout: Mp4Layout | None = None
 
 
 def optimize_for_streaming(
@@ -74,8 +77,7 @@ def optimize_for_streaming(
     needed = None if unplayable else conversion_needed(layout)
     layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
     if layout_ready and needed is None:
-        duration = layout.duration_seconds
-        return _as_is(source, preset, StreamingPath.ALREADY_READY, duration, unplayable)
+        return _as_is(source, preset, StreamingPath.ALREADY_READY, layout, unplayable)
     reason = needed or "the fragmented preset is made by ffmpeg"
     if preset is Preset.FASTSTART and needed is None:
         reason = "the in-process move is turned off (UPLOAD_JOBS_FASTSTART_IN_PROCESS)"
@@ -88,7 +90,7 @@ def optimize_for_streaming(
                 duration = layout.duration_seconds
                 return OptimizationResult(
                     relocation.body, StreamingPath.MOVED_IN_PROCESS, preset, unplayable,
-                    duration, duration, None,
+                    duration, duration, None, layout, relocation.layout,
                 )  # fmt: skip
     output, output_layout = remux_with_ffmpeg(
         source,
@@ -108,15 +110,18 @@ def optimize_for_streaming(
         source_duration_seconds=layout.duration_seconds,
         output_duration_seconds=output_layout.duration_seconds,
         temp_path=output,
+        source_layout=layout,
+        upload_layout=output_layout,
     )
 
 
 def _as_is(
-    source: Path, preset: Preset, path: StreamingPath, duration: float | None,
+    source: Path, preset: Preset, path: StreamingPath, layout: Mp4Layout | None,
     reason: str | None = None,
 ) -> OptimizationResult:  # fmt: skip
+    duration = layout.duration_seconds if layout is not None else None
     return OptimizationResult(
-        UploadBody.of_file(source), path, preset, reason, duration, duration, None
+        UploadBody.of_file(source), path, preset, reason, duration, duration, None, layout, layout
     )
 
 

@@ -37,10 +37,17 @@ def make_s3_client(settings: Settings, variant: Config | None = None) -> S3Clien
     endpoint_url = credentials.endpoint_url or settings.endpoint_url
     region = credentials.region or settings.region
     if variant is not None:
-        config = _config(settings.s3_max_attempts, settings.upload_concurrency).merge(variant)
+        config = _config(
+            settings.s3_max_attempts, settings.upload_concurrency, settings.s3_sign_payload
+        ).merge(variant)
         return _new_client(endpoint_url, region, credentials, config)
     return _shared_client(
-        endpoint_url, region, settings.s3_max_attempts, settings.upload_concurrency, credentials
+        endpoint_url,
+        region,
+        settings.s3_max_attempts,
+        settings.upload_concurrency,
+        settings.s3_sign_payload,
+        credentials,
     )
 
 
@@ -50,10 +57,11 @@ def _shared_client(
     region: str,
     max_attempts: int,
     upload_concurrency: int,
+    sign_payload: bool,
     credentials: CredentialSource,
 ) -> S3Client:
     """A client for these settings and credentials, made once per process."""
-    config = _config(max_attempts, upload_concurrency)
+    config = _config(max_attempts, upload_concurrency, sign_payload)
     return _new_client(endpoint_url, region, credentials, config)
 
 
@@ -70,7 +78,7 @@ def _new_client(
     return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
-def _config(max_attempts: int, upload_concurrency: int) -> Config:
+def _config(max_attempts: int, upload_concurrency: int, sign_payload: bool) -> Config:
     """The botocore configuration every client of the product has."""
     # Imported here: boto3 costs ~0.1 s to import, and `add`, `list` and `show` never need it.
     from botocore.config import Config
@@ -86,6 +94,10 @@ def _config(max_attempts: int, upload_concurrency: int) -> Config:
         read_timeout=60,
         # Shared by every upload in the process: a sweep runs several, each sending parts at once.
         max_pool_connections=max(64, upload_concurrency * 8),
+        # Each PUT and part is sent with its Content-MD5 (computed in the hash pass), which the
+        # endpoint verifies; signing the payload too would read every byte once more (botocore
+        # does over plain HTTP, and over HTTPS without a checksum header).
+        s3={"payload_signing_enabled": sign_payload},
     )
 
 

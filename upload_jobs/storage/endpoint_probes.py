@@ -298,6 +298,25 @@ def _content_md5(scratch: _Scratch) -> ProbeResult:
                        "only the signed payload hash checks it")  # fmt: skip
 
 
+def _unsigned_payload(scratch: _Scratch) -> ProbeResult:
+    client = scratch.variant(Config(s3={"payload_signing_enabled": False}))
+    sent: list[str] = []
+
+    def seen(request: Any, **_: Any) -> None:
+        sent.append(request.headers.get("X-Amz-Content-SHA256", b"").decode())
+
+    client.meta.events.register("before-send.s3.PutObject", seen)
+    key = scratch.key("unsigned")
+    put = partial(client.put_object, Bucket=scratch.bucket, Key=key, Body=PAYLOAD)
+    refusal = scratch.refusal(put)
+    guarantee = "each byte is read once to be sent"
+    if refusal is None and sent == ["UNSIGNED-PAYLOAD"]:
+        return ProbeResult("unsigned payload", Outcome.WORKS, "accepted", guarantee, False,
+                           "used: Content-MD5 checks the bytes")  # fmt: skip
+    return ProbeResult("unsigned payload", Outcome.REFUSED, _seen(refusal, f"sent {sent}"),
+                       guarantee, True, "set UPLOAD_JOBS_S3_SIGN_PAYLOAD=true")  # fmt: skip
+
+
 def _sha256_checksum(scratch: _Scratch) -> ProbeResult:
     wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
     refusal = scratch.refusal(
@@ -381,6 +400,7 @@ _PROBES: tuple[tuple[str, Callable[[_Scratch], ProbeResult]], ...] = (
     ("ListParts of a gone upload", _list_parts_of_a_gone_upload),
     ("completing a gone upload", _completing_a_gone_upload),
     ("Content-MD5", _content_md5),
+    ("unsigned payload", _unsigned_payload),
     ("SHA-256 checksum", _sha256_checksum),
     ("aws-chunked", _aws_chunked),
     ("public-read ACL", _public_read),

@@ -21,10 +21,15 @@ from bench.slopes import slope_cells, slope_table, slopes
 from bench.summaries import IO_PLACES, MAX_PARTS_SENT_TWICE, MB, WorkloadSummary
 
 
+def _traced(summaries: list[WorkloadSummary]) -> list[WorkloadSummary]:
+    """One summary per traced workload (its sizes share the one traced run)."""
+    return list({s.workload: s for s in summaries if s.io_per_job_a or s.io_per_job_b}.values())
+
+
 def io_table(summaries: list[WorkloadSummary]) -> Table | None:
     """Bytes per job read from the sources and written to and read from the work dir, as a
     multiple of the file's size (given in MB); None when no run was traced."""
-    traced = [s for s in summaries if s.io_per_job_a or s.io_per_job_b]
+    traced = _traced(summaries)
     if not traced:
         return None
     table = Table(title="I/O per job, times the file's size; one run of each under strace")
@@ -168,7 +173,8 @@ def _markdown(
         f"{settings.get('link to the S3 server', 'loopback')}.",
         "",
     ]
-    lines += _markdown_table(slope_table([]), [slope_cells(line) for line in slopes(summaries)])
+    slope_rows = [slope_cells(line, markdown=True) for line in slopes(summaries)]
+    lines += _markdown_table(slope_table([]), slope_rows)
     lines += ["", "Each workload at each size:", ""]
     lines += _markdown_table(
         results_table([]),
@@ -179,7 +185,7 @@ def _markdown(
               for s in summaries]  # fmt: skip
     if io := io_table(summaries):
         lines += ["", f"{io.title}:", ""]
-        lines += _markdown_table(io, [_io_cells(s) for s in summaries])
+        lines += _markdown_table(io, [_io_cells(s) for s in _traced(summaries)])
     if resumes:
         resume = resume_table(resumes)
         lines += ["", f"{resume.title}:", ""]

@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             if arguments.profile:
                 _profile(env, workload, jobs, console)
     summaries = summarize(results, traced)
-    # Nine columns: narrower than ~110 characters (a pipe, a small terminal) they wrap badly.
-    print_summary(Console(width=max(Console().width, 110)), summaries, resumes)
+    # Eleven columns: narrower than ~140 characters (a pipe, a small terminal) they wrap badly.
+    print_summary(Console(width=max(Console().width, 140)), summaries, resumes)
     database_url = arguments.prefect_database_url
     database = redacted_url(database_url) if database_url else "SQLite (in PREFECT_HOME)"
     settings = _settings() | {

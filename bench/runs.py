@@ -113,7 +113,7 @@ def run_once(
         command = ["bench.rclone_peer", str(plan)]
     if profile is not None:
         # Every thread, on CPU or waiting (--idle): where the wall time goes, not only the CPU.
-        sampler = [shutil.which("py-spy") or "py-spy", "record", "--idle", "--threads", "-r", "100"]
+        sampler = [_py_spy(), "record", "--idle", "--threads", "-r", "100"]
         wrapper = [*sampler, "-f", "raw", "-o", str(profile), "--"]
     else:
         wrapper = []
@@ -138,6 +138,12 @@ def run_once(
         uploaded,
         measured.io_bytes,
     )
+
+
+def _py_spy() -> str:
+    """py-spy on PATH, else the one installed beside this interpreter (a venv not activated)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else "py-spy")
 
 
 @dataclass(frozen=True)

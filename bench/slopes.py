@@ -104,7 +104,10 @@ def _slope_summary(
     if name in SOURCE_READ_TARGETS and read_x is not None:
         limit = SOURCE_READ_TARGETS[name]
         targets.append((f"A reads the source <= {limit}x", read_x <= limit))
-    text = ", ".join(f"{t} ({'met' if met else 'NOT met'})" for t, met in targets) or "-"
+    if len(targets) == 1:
+        text = targets[0][0]
+    else:
+        text = ", ".join(f"{t} ({'met' if met else 'NOT met'})" for t, met in targets) or "-"
     return SlopeSummary(
         name, [row.jobs for row in rows], a, b, slope[RCLONE], ratio,
         intercept[PROJECT] or 0.0, intercept[BASELINE] or 0.0, intercept[RCLONE], read_x,
@@ -124,13 +127,14 @@ def slope_table(lines: list[SlopeSummary]) -> Table:
     return table
 
 
-def slope_cells(line: SlopeSummary) -> list[str]:
-    """A slope table row."""
+def slope_cells(line: SlopeSummary, markdown: bool = False) -> list[str]:
+    """A slope table row (`markdown`: an unmet target in bold)."""
 
     def seconds(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     fixed = "" if line.intercept_from == line.workload else f" ({line.intercept_from}'s)"
+    unmet = "**not met**" if markdown else "NOT met"
     return [
         line.workload,
         " and ".join(str(size) for size in line.sizes),
@@ -139,5 +143,5 @@ def slope_cells(line: SlopeSummary) -> list[str]:
         seconds(line.intercept_a_s) + fixed, seconds(line.intercept_b_s) + fixed,
         seconds(line.intercept_c_s) + fixed,
         "-" if line.source_read_x is None else f"{line.source_read_x:.2f}x",
-        f"{line.target}: {'met' if line.target_met else '**not met**'}",
+        f"{line.target}: {'met' if line.target_met else unmet}",
     ]  # fmt: skip

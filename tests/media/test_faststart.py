@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -261,3 +262,19 @@ def test_turned_off_every_file_goes_to_ffmpeg(
     )
     assert result.path is StreamingPath.FFMPEG_REMUX and result.temp_path
     assert result.reason == "the in-process move is turned off (UPLOAD_JOBS_FASTSTART_IN_PROCESS)"
+
+
+def test_an_index_that_would_send_other_bytes_for_a_chunk_is_refused(
+    moov_at_end: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in moving the offsets: a track's last chunk pointed one byte after its own.
+    real = faststart._moved_offsets
+
+    def last_one_byte_off(offsets: array, mdats: list) -> array:
+        moved = real(offsets, mdats)
+        moved[-1] += 1
+        return moved
+
+    monkeypatch.setattr(faststart, "_moved_offsets", last_one_byte_off)
+    with pytest.raises(FaststartRefused, match="would not be sent from the source's bytes"):
+        plan_faststart(moov_at_end, read_layout(moov_at_end))

@@ -181,7 +181,8 @@ def test_the_harness_runs_end_to_end_on_a_few_jobs(tmp_path: Path) -> None:
     assert sorted({r["variant"] for r in document["runs"]}) == sides
     assert all(r["uploaded_bytes"] > r["jobs"] * 1_000_000 for r in document["runs"])  # ~2 MB
     [line] = document["slopes"]
-    assert line["sizes"] == [1, 2] and line["slope_a_s"] > 0
+    # Their values are timings (one round: noise); their shape is what is checked here.
+    assert line["sizes"] == [1, 2] and isinstance(line["slope_a_s"], float)
     markdown = (tmp_path / "results" / "RESULTS.md").read_text()
     assert document["machine"]["cores"] and "| W2 | 2 |" in markdown
     assert "| W2 | 1 and 2 |" in markdown

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
-from upload_jobs.media.codecs import BROWSER_VIDEO_FOURCCS, MP4_SAFE_AUDIO_FOURCCS
+from upload_jobs.media.codecs import (
+    BROWSER_VIDEO_FOURCCS,
+    MP4_SAFE_AUDIO_FOURCCS,
+    unplayable_video,
+)
 from upload_jobs.media.content import check_nothing_lost, lasts_as_long
 from upload_jobs.media.ffmpeg_process import run_ffmpeg
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
@@ -144,15 +148,14 @@ def conversions_for_mp4(layout: Mp4Layout) -> list[str]:
 def playable_video_fourcc(layout: Mp4Layout) -> str:
     """The first video track's codec; UnsupportedCodec when browsers cannot play it (a remux
     would not help)."""
+    if unplayable_video(layout) is None:  # the one place that decides it: media.codecs
+        return str(layout.video_tracks[0].fourcc)
     if not layout.video_tracks:
         raise UnsupportedCodec(f"{layout.path.name} has no video track")
-    fourcc = layout.video_tracks[0].fourcc
-    if fourcc not in BROWSER_VIDEO_FOURCCS:
-        raise UnsupportedCodec(
-            f"{layout.path.name} has video codec {fourcc!r}, which browsers cannot play "
-            f"(playable: {', '.join(sorted(BROWSER_VIDEO_FOURCCS))}); it needs re-encoding"
-        )
-    return fourcc
+    raise UnsupportedCodec(
+        f"{layout.path.name} has video codec {layout.video_tracks[0].fourcc!r}, which browsers "
+        f"cannot play (playable: {', '.join(sorted(BROWSER_VIDEO_FOURCCS))}); it needs re-encoding"
+    )
 
 
 def temp_output_path(work_dir: Path, source: Path) -> Path:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from upload_jobs.errors import SourceChanged
@@ -252,11 +251,3 @@ class BodyReader(io.RawIOBase):
         if self._file is not None:
             self._file.close()
         super().close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

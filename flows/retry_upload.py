@@ -14,7 +14,7 @@ from tasks.files import check_source_file, cleanup_temp_file, measure_file_size
 from tasks.job_steps import steps_of_job
 from tasks.jobs import claim_job, mark_job_completed, mark_job_failed
 from tasks.optimize import choose_upload_file, optimize_for_streaming
-from tasks.upload import upload_task_for
+from tasks.upload import upload_chosen
 from upload_jobs.errors import error_kind_for
 from upload_jobs.jobs.attempt_report import AttemptReport, StoredObject
 from upload_jobs.jobs.claims import ClaimedJob, ClaimRefused
@@ -22,7 +22,7 @@ from upload_jobs.jobs.files import attempt_work_dir
 from upload_jobs.jobs.leases import HeldLease
 from upload_jobs.jobs.models import UploadJob
 from upload_jobs.jobs.store import JobStore
-from upload_jobs.settings import get_settings
+from upload_jobs.settings import Preset, get_settings
 from upload_jobs.storage.spaces import public_url
 
 
@@ -57,7 +57,7 @@ def _upload_steps(job_id: int) -> UploadJob:
         if claim.recorded is not None:  # the source's problem, on the job: said as a failure is
             emit_failure_event(claim.recorded)
         raise claim
-    report = AttemptReport(preset=str(settings.preset))
+    report = AttemptReport(preset=str(claim.requested_preset or settings.preset))
     work_dir = attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
     # Renewed while the steps run; a signal, a cancellation or a shutdown gives the job back.
     lease = HeldLease(
@@ -87,19 +87,21 @@ def _steps_holding(
             optimization = optimize_for_streaming(
                 claim.source_path,
                 str(work_dir),
-                settings.preset,
+                Preset(claim.requested_preset or settings.preset),
                 claim.progress_target,
                 return_state=True,
             )
             choice = choose_upload_file(claim.source_path, optimization)
             report.record_choice(choice.path, choice.reason, choice.fallback_kind)
+            report.record_renditions(choice.renditions, choice.declined)
         with report.step("measure_file_size"):
-            measured = measure_file_size(claim.source_path, choice.body, choice.layouts)
+            measured = measure_file_size(
+                claim.source_path, choice.body, choice.layouts, choice.package
+            )
             report.record_measurement(measured)
         with report.step("upload_to_spaces"):
-            uploaded = upload_task_for(settings)(
-                choice.body, claim.object_key, claim.progress_target, choice.optimized
-            )
+            uploaded = upload_chosen(choice, claim)
+            report.uploaded_object_count = uploaded.object_count
     except Exception as exc:
         failed = mark_job_failed(claim, report, str(exc), error_kind_for(exc))
         emit_attempt_events(failed, claim.attempt_number, report)
@@ -108,10 +110,10 @@ def _steps_holding(
     # record it must not mark the job failed; the lease runs out and the next run finds the
     # object by size and sha256 without uploading again.
     if uploaded.replaced:  # the CDN may still serve the bytes it replaced
-        purge = purge_cdn_cache(claim.object_key)
+        purge = purge_cdn_cache(uploaded.cdn_path)
         report.cdn_purge, report.cdn_purge_detail = purge.outcome, purge.detail
     stored = StoredObject(
-        public_url(settings, claim.object_key), uploaded.etag, uploaded.skipped_existing
+        public_url(settings, uploaded.key), uploaded.etag, uploaded.skipped_existing
     )
     lease.check()  # a run that lost its job (or was stopped) records nothing more
     completed = mark_job_completed(claim, report, stored)

@@ -14,6 +14,7 @@ from upload_jobs.jobs.measurement import (
     UploadMeasurement,
     measure_upload,
 )
+from upload_jobs.media.hls import HlsPackage
 from upload_jobs.media.startup import describe_startup
 from upload_jobs.storage.upload_body import UploadBody
 
@@ -28,12 +29,15 @@ def check_source_file(source_path: str) -> int:
 
 @task(name="measure_file_size", task_run_name=step_run_name)
 def measure_file_size(
-    source_path: str, body: UploadBody, known: MeasuredLayouts = NOTHING_KNOWN
+    source_path: str,
+    body: UploadBody,
+    known: MeasuredLayouts = NOTHING_KNOWN,
+    package: HlsPackage | None = None,
 ) -> UploadMeasurement:
     """The size of what is about to be uploaded, logged as `File size: N.NN MB`, and the bytes a
     player fetches before the first frame, of the source and of the upload (from the layouts
-    the optimize step read, where `known`)."""
-    measured = measure_upload(Path(source_path), body, known)
+    the optimize step read, where `known`); for HLS, every file of the `package`."""
+    measured = measure_upload(Path(source_path), body, known, package)
     logger = get_run_logger()
     logger.info("File size: %s", files.format_megabytes(measured.size_bytes))
     logger.info("Startup: %s", describe_startup(measured.source_startup, measured.uploaded_startup))

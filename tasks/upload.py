@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import Task, get_run_logger, task
@@ -11,17 +12,29 @@ from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import SQLAlchemyError
 
 from tasks.job_steps import step_run_name
+from tasks.optimize import UploadChoice
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
 from upload_jobs.errors import TransientUploadError
+from upload_jobs.jobs.claims import ClaimedJob
 from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.leases import check_lease
 from upload_jobs.jobs.live_progress import Phase, ProgressTarget
 from upload_jobs.jobs.progress import ProgressReport
 from upload_jobs.jobs.store import JobStore
+from upload_jobs.media.hls import HlsPackage
+from upload_jobs.media.playlists import MASTER_PLAYLIST
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage import spaces
+from upload_jobs.storage.checksums import file_sha256
 from upload_jobs.storage.ownership import KeyOwner
+from upload_jobs.storage.packages import (
+    PackageTarget,
+    PackageUpload,
+    package_prefix,
+    remove_objects_left_behind,
+    upload_package,
+)
 from upload_jobs.storage.resume import MultipartUpload, digests_of, planned_part_bytes
 from upload_jobs.storage.upload_body import UploadBody
 
@@ -33,23 +46,29 @@ def is_transient_upload_failure(task: Task[Any, Any], task_run: TaskRun, state: 
     return isinstance(state.result(raise_on_failure=False), TransientUploadError)
 
 
-@task(
-    name="upload_to_spaces",
-    task_run_name=step_run_name,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=RETRY_JITTER_FACTOR,
-    retry_condition_fn=is_transient_upload_failure,
-)
+# One step in the UI whatever goes up (a file or an HLS package): same name, same retries.
+UPLOAD_TASK_OPTIONS: dict[str, Any] = {
+    "name": "upload_to_spaces",
+    "task_run_name": step_run_name,
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": RETRY_JITTER_FACTOR,
+    "retry_condition_fn": is_transient_upload_failure,
+}
+
+
+@task(**UPLOAD_TASK_OPTIONS)
 def upload_to_spaces(
     body: UploadBody,
     object_key: str,
     progress_target: ProgressTarget,
     optimized: bool = False,
+    earlier_package: bool = False,
 ) -> spaces.UploadResult:
     """Upload the body to the bucket for the job of `progress_target` (multipart when large,
     resuming what its last try stored), unless the key holds another's object, and verify it
-    with a HEAD; `optimized` says whether `body` is the streaming-optimized source."""
+    with a HEAD; `optimized` says whether `body` is the streaming-optimized source. After an
+    `earlier_package` (HLS), the job's own objects under its key prefix are removed."""
     settings = get_settings()
     logger = get_run_logger()
     client = spaces.make_s3_client(settings)
@@ -104,6 +123,8 @@ def upload_to_spaces(
         )  # fmt: skip
     else:
         logger.info("Uploaded to %s (ETag %s)", where, result.etag)
+    if earlier_package:
+        remove_package_left_behind(object_key, job_id)
     return result
 
 
@@ -154,9 +175,113 @@ def record_upload_intent(
         get_run_logger().warning("Could not record the upload's sha256 on the attempt: %s", exc)
 
 
+@task(**UPLOAD_TASK_OPTIONS)
+def upload_package_to_spaces(
+    package: HlsPackage, object_key: str, progress_target: ProgressTarget
+) -> PackageUpload:
+    """Upload an HLS package under the job's key prefix (the master playlist last; what is
+    stored already with the same bytes is skipped, so a retry sends only what is missing), then
+    remove the job's own objects the new upload no longer uses."""
+    settings = get_settings()
+    logger = get_run_logger()
+    client = spaces.make_s3_client(settings)
+    job_id = progress_target.job_id
+    owner = KeyOwner(job_id, uploaded_before(job_id))
+    master = package.directory / MASTER_PLAYLIST
+    total = package.total_bytes
+    record_upload_intent(progress_target, total, file_sha256(master), True)
+    prefix = package_prefix(object_key)
+    log_progress = ProgressReport(logger.info, "Upload", total_bytes=total)
+    live = live_progress(
+        progress_target,
+        Phase.UPLOADING,
+        f"Upload of {len(package.files)} HLS files to s3://{settings.bucket}/{prefix}",
+        total_bytes=total,
+    )
+
+    def on_progress(done: int) -> None:
+        check_lease()
+        log_progress.bytes_done(done)
+        live.bytes_done(done)
+
+    target = PackageTarget(
+        settings.bucket, prefix, owner, settings.acl, settings.cache_control,
+        settings.multipart_threshold_bytes, settings.multipart_chunk_bytes,
+        settings.upload_concurrency,
+    )  # fmt: skip
+    check_lease()
+    with upload_slot():
+        uploaded = upload_package(client, package.directory, package.files, target, on_progress)
+        removed = remove_objects_left_behind(
+            client, settings.bucket, owner, set(uploaded.keys), prefix, object_key
+        )
+    logger.info(
+        "Uploaded %d HLS files to s3://%s/%s (%d already stored with the same bytes), master "
+        "playlist last%s", len(uploaded.keys), settings.bucket, prefix, uploaded.skipped_existing,
+        f"; removed {len(removed)} objects of this job's earlier upload" if removed else "",
+    )  # fmt: skip
+    return uploaded
+
+
+def remove_package_left_behind(object_key: str, job_id: int) -> list[str]:
+    """After a single-file upload: remove the job's own HLS objects of an earlier upload."""
+    settings = get_settings()
+    client = spaces.make_s3_client(settings)
+    owner = KeyOwner(job_id, uploaded_before(job_id))
+    removed = remove_objects_left_behind(
+        client, settings.bucket, owner, {object_key}, package_prefix(object_key), object_key
+    )
+    if removed:
+        get_run_logger().info(
+            "Removed %d objects of job %s's earlier HLS upload under %s",
+            len(removed), job_id, package_prefix(object_key),
+        )  # fmt: skip
+    return removed
+
+
 def upload_task_for(settings: Settings) -> Task[Any, spaces.UploadResult]:
     """The upload task with the retry count and backoff base from settings."""
-    return upload_to_spaces.with_options(
-        retries=settings.upload_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.upload_retry_delay_seconds),
+    return upload_to_spaces.with_options(**_retries_from(settings))
+
+
+def package_upload_task_for(settings: Settings) -> Task[Any, PackageUpload]:
+    """The HLS package's upload task with the retry count and backoff base from settings."""
+    return upload_package_to_spaces.with_options(**_retries_from(settings))
+
+
+def _retries_from(settings: Settings) -> dict[str, Any]:
+    backoff = exponential_backoff(backoff_factor=settings.upload_retry_delay_seconds)
+    return {"retries": settings.upload_retries, "retry_delay_seconds": backoff}
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What the upload step stored: the key players open (the MP4, or the master playlist), its
+    ETag, whether it all was there already, whether it replaced an older upload of the job's,
+    the path the CDN must forget then, and how many objects it is."""
+
+    key: str
+    etag: str
+    skipped_existing: bool
+    replaced: bool
+    cdn_path: str
+    object_count: int
+
+
+def upload_chosen(choice: UploadChoice, claim: ClaimedJob) -> Uploaded:
+    """Run the upload task for what the optimize step chose: one file, or an HLS package."""
+    settings = get_settings()
+    target = claim.progress_target
+    if choice.package is not None:
+        package = package_upload_task_for(settings)(choice.package, claim.object_key, target)
+        master = package.master
+        return Uploaded(
+            master.key, master.etag, package.skipped_existing == len(package.keys),
+            package.replaced, package_prefix(claim.object_key) + "*", len(package.keys),
+        )  # fmt: skip
+    result = upload_task_for(settings)(
+        choice.body, claim.object_key, target, choice.optimized, claim.earlier_package
+    )
+    return Uploaded(
+        result.key, result.etag, result.skipped_existing, result.replaced, claim.object_key, 1
     )

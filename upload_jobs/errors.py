@@ -119,6 +119,9 @@ class OptimizationFailed(UploadJobError):
     error_kind = ErrorKind.OPTIMIZATION_FAILED
     # Why the original went up instead, as the attempt's `fallback_kind` (stats count by it).
     fallback_kind = "optimization_failed"
+    # Every preset level tried before the original went up (media.streaming.DeclinedLevel),
+    # this failure last; empty when only one level was tried.
+    declined: tuple[object, ...] = ()
 
 
 class TransientUploadError(UploadJobError):

@@ -16,11 +16,26 @@ DEFAULT_HOME = Path.home() / ".upload-jobs"
 
 
 class Preset(StrEnum):
-    """How a video is prepared for streaming before upload."""
+    """How a video is prepared for streaming before upload (README "Presets"): one MP4 as it is,
+    with its index first, or fragmented; HLS segments of its own tracks; or an adaptive ladder."""
 
     FASTSTART = "faststart"
     FRAGMENTED = "fragmented"
     NONE = "none"
+    HLS = "hls"
+    ABR = "abr"
+
+    @property
+    def fallbacks(self) -> tuple[Preset, ...]:
+        """The levels tried, in order, before the original goes up as it is."""
+        chains = {Preset.ABR: (Preset.ABR, Preset.HLS, Preset.FASTSTART),
+                  Preset.HLS: (Preset.HLS, Preset.FASTSTART)}  # fmt: skip
+        return chains.get(self, (self,))
+
+    @property
+    def many_objects(self) -> bool:
+        """Whether the upload is a set of HLS playlists and segments under a key prefix."""
+        return self in (Preset.HLS, Preset.ABR)
 
 
 class Settings(BaseSettings):
@@ -47,6 +62,17 @@ class Settings(BaseSettings):
     # from the source, no temp file (README "Streaming optimization"); false: ffmpeg remuxes all.
     faststart_in_process: bool = True
     ffmpeg_timeout_seconds: float = Field(default=3600, gt=0)
+    # Video or audio browsers do not decode (HEVC, Motion JPEG, ProRes, AC-3, PCM...) becomes
+    # H.264/AAC for faststart and hls, instead of going up in a form that will not play.
+    transcode_unplayable: bool = True
+    # Transcodes (and HLS ladders) running at once in one process, and the threads each gives
+    # x264 (0: x264 decides): CPU work that must not starve the uploads beside it.
+    transcode_concurrency: int = Field(default=1, ge=1, le=16)
+    transcode_threads: int = Field(default=0, ge=0, le=64)
+    # The length HLS segments are cut to (at keyframes), and how much of each rendition is
+    # compared with the source for PSNR/SSIM (0: none; the whole file costs a decode of both).
+    hls_segment_seconds: float = Field(default=4.0, ge=1, le=30)
+    quality_sample_seconds: float = Field(default=60.0, ge=0)
     multipart_threshold_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)
     upload_concurrency: int = Field(default=4, ge=1, le=32)

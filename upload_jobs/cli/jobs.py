@@ -15,11 +15,19 @@ from upload_jobs.jobs.files import check_source_file
 from upload_jobs.jobs.models import JobStatus
 from upload_jobs.jobs.pages import MAX_JOB_ID
 from upload_jobs.jobs.store import JobStore
-from upload_jobs.settings import get_settings
+from upload_jobs.settings import Preset, get_settings
 from upload_jobs.storage.object_keys import key_for_new_job, sanitize_object_key
 
 # Bounded like the id column: a larger number is a usage error, not a database overflow.
 JobIdArgument = Annotated[int, typer.Argument(min=1, max=MAX_JOB_ID, help="The job's id.")]
+PresetOption = Annotated[
+    Preset | None,
+    typer.Option(
+        case_sensitive=False,
+        help="How this job's video is prepared (default: UPLOAD_JOBS_PRESET): none, faststart, "
+        "fragmented, hls (HLS segments of its own tracks) or abr (an adaptive HLS ladder).",
+    ),
+]
 
 
 def job_store() -> JobStore:
@@ -39,6 +47,7 @@ def add(
     allow_missing: Annotated[
         bool, typer.Option(help="Register the job even if the file is not there yet.")
     ] = False,
+    preset: PresetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Register a video as a pending upload job."""
@@ -46,7 +55,9 @@ def add(
         settings = get_settings()
         source = _source_path(path, allow_missing, json_output)
         object_key = key_for_new_job(source, settings.key_prefix, settings.key_template, key)
-        job = job_store().add_job(str(source), object_key)
+        job = job_store().add_job(
+            str(source), object_key, requested_preset=str(preset) if preset else None
+        )
         if json_output:
             presenters.print_json(console, presenters.job_as_dict(job))
             return
@@ -129,13 +140,14 @@ def show(
         store = job_store()
         job = store.get_job(job_id)
         attempts = store.list_attempts(job_id)
+        measured = [a for a in attempts if a.optimization_path or a.uploaded_startup_bytes]
         if json_output:
             payload = presenters.job_as_dict(job)
             payload["attempt_history"] = [presenters.attempt_as_dict(a) for a in attempts]
+            payload["streaming"] = presenters.streaming_as_dict(measured[-1] if measured else None)
             presenters.print_json(console, payload)
             return
         console.print(presenters.job_details_table(job))
         console.print(presenters.attempts_table(attempts) if attempts else "No attempts yet.")
-        measured = [a for a in attempts if a.optimization_path or a.uploaded_startup_bytes]
         if measured:
             console.print(presenters.streaming_table(measured[-1]))

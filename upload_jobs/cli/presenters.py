@@ -19,6 +19,7 @@ from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.models import JobStatus, UploadAttempt, UploadJob, as_utc
 from upload_jobs.jobs.streaming_stats import recorded_startup
 from upload_jobs.jobs.sweeping import SweepReport
+from upload_jobs.media.renditions import RenditionSummary, describe_renditions
 from upload_jobs.media.startup import StartupCost, describe_startup
 
 STATUS_STYLES = {
@@ -163,7 +164,33 @@ def streaming_table(attempt: UploadAttempt) -> Table:
         table.add_row("index (moov)", " → ".join(_moov_place(c) for c in (before, after)))
     if attempt.remux_seconds is not None:
         table.add_row("optimize step", f"{attempt.remux_seconds:.2f} s")
+    if attempt.renditions:
+        renditions = [RenditionSummary.from_json(r) for r in attempt.renditions]
+        table.add_row("renditions", escape(describe_renditions(renditions).replace("; ", "\n")))
+    for level in attempt.declined_levels or []:
+        table.add_row(f"{level.get('preset')} declined", escape(str(level.get("reason"))))
+    if (attempt.uploaded_object_count or 0) > 1:
+        table.add_row("objects", f"{attempt.uploaded_object_count} (master playlist last)")
     return table
+
+
+def streaming_as_dict(attempt: UploadAttempt | None) -> dict[str, Any]:
+    """The latest optimization for `show --json` (`streaming`): its path, the renditions that
+    went up (`width`, `height`, `bitrate`, `psnr`, `ssim`), the levels passed over, startup."""
+    if attempt is None:
+        return {"path": None, "renditions": [], "declined": [], "object_count": None}
+    return {
+        "path": attempt.optimization_path,
+        "preset": attempt.optimization_preset,
+        "reason": attempt.fallback_reason or attempt.optimization_path_reason,
+        "renditions": attempt.renditions or [],
+        "declined": attempt.declined_levels or [],
+        "object_count": attempt.uploaded_object_count,
+        "startup_bytes": {
+            "source": attempt.source_startup_bytes,
+            "uploaded": attempt.uploaded_startup_bytes,
+        },
+    }
 
 
 def _moov_place(cost: StartupCost | None) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from upload_jobs.cli import presenters
-from upload_jobs.cli.jobs import JobIdArgument, job_store
+from upload_jobs.cli.jobs import JobIdArgument, PresetOption, job_store
 from upload_jobs.cli.output import (
     EXIT_FAILED,
     JsonOption,
@@ -45,15 +45,19 @@ def retry(
     timeout: Annotated[
         int, typer.Option(min=1, help="With --via-deployment: seconds to wait at most.")
     ] = 3600,
+    preset: PresetOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Retry one job now, as a Prefect flow run, here or on a served deployment.
+    """Retry one job now, as a Prefect flow run, here or on a served deployment. With
+    --preset, the job keeps that preset; a completed job is uploaded again in its form.
 
     Exit code 0 when the job ends completed, 1 when it ends failed, 2 for an unknown id.
     """
     with friendly_errors(json_output):
         store = job_store()
         job = store.get_job(job_id)
+        if preset is not None:
+            job = store.request_preset(job_id, str(preset))
         if taken := take_back_if_gone(store, job):  # its run is gone: no need to wait for it
             err_console.print(escape(taken), highlight=False)
             job = store.get_job(job_id)

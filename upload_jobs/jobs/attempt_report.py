@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from upload_jobs.jobs.measurement import UploadMeasurement
+from upload_jobs.media.renditions import RenditionSummary
 from upload_jobs.media.startup import StartupCost
-from upload_jobs.media.streaming import StreamingPath
+from upload_jobs.media.streaming import DeclinedLevel, StreamingPath
 
 
 @dataclass
@@ -30,6 +32,9 @@ class AttemptReport:
     source_startup: StartupCost | None = None
     uploaded_startup: StartupCost | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
+    renditions: tuple[RenditionSummary, ...] = ()
+    declined: tuple[DeclinedLevel, ...] = ()
+    uploaded_object_count: int | None = None
 
     def record_choice(
         self, path: StreamingPath, reason: str | None, fallback_kind: str | None = None
@@ -40,6 +45,20 @@ class AttemptReport:
         fell_back = path is StreamingPath.FALLBACK_ORIGINAL
         self.fallback_reason = reason if fell_back else None
         self.fallback_kind = fallback_kind if fell_back else None
+
+    def record_renditions(
+        self, renditions: tuple[RenditionSummary, ...], declined: tuple[DeclinedLevel, ...]
+    ) -> None:
+        """What went up per rendition, and the preset levels passed over on the way."""
+        self.renditions, self.declined = renditions, declined
+
+    def rendition_columns(self) -> dict[str, Any]:
+        """The renditions, declined levels and object count as the attempt row's columns."""
+        return {
+            "renditions": [r.as_json() for r in self.renditions] or None,
+            "declined_levels": [asdict(level) for level in self.declined] or None,
+            "uploaded_object_count": self.uploaded_object_count,
+        }
 
     def record_measurement(self, measured: UploadMeasurement) -> None:
         """The measure step's findings: the upload's size, the startup costs before and after."""

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from upload_jobs.errors import (
     ErrorKind,
@@ -37,6 +37,8 @@ from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.table import JobTable
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
+# media.streaming.StreamingPath values of an upload made of many objects.
+PACKAGE_PATHS = ("hls_packaged", "abr_ladder")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class ClaimedJob:
     attempt_id: int
     lease_owner: str
     lease_expires_at: datetime
+    # The preset the job asks for (`--preset`), or None: the setting's.
+    requested_preset: str | None = None
+    # Whether an earlier attempt made an HLS package: a single-file upload then removes the
+    # job's own objects under its key prefix.
+    earlier_package: bool = False
 
     @property
     def progress_target(self) -> ProgressTarget:
@@ -171,6 +178,12 @@ class JobClaims(JobTable):
                 raise self._why_not_claimable(job_id)
             job = session.get(UploadJob, job_id)
             assert job is not None and job.id is not None
+            earlier_package = session.exec(
+                select(UploadAttempt.id)
+                .where(UploadAttempt.job_id == job.id)
+                .where(col(UploadAttempt.optimization_path).in_(PACKAGE_PATHS))
+                .limit(1)
+            ).first()
             attempt = UploadAttempt(
                 job_id=job.id,
                 attempt_number=job.attempts,
@@ -189,6 +202,8 @@ class JobClaims(JobTable):
                 attempt_id=attempt.id,
                 lease_owner=lease_owner,
                 lease_expires_at=expires,
+                requested_preset=job.requested_preset,
+                earlier_package=earlier_package is not None,
             )
 
     def claim_ready_job(

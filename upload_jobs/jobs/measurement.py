@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upload_jobs.jobs.files import upload_size_bytes
+from upload_jobs.media.hls import HlsPackage
 from upload_jobs.media.mp4 import Mp4Layout
 from upload_jobs.media.startup import StartupCost, startup_cost, startup_cost_of_body
 from upload_jobs.storage.upload_body import UploadBody
@@ -36,11 +37,16 @@ class UploadMeasurement:
 
 
 def measure_upload(
-    source: Path, body: UploadBody, known: MeasuredLayouts = NOTHING_KNOWN
+    source: Path,
+    body: UploadBody,
+    known: MeasuredLayouts = NOTHING_KNOWN,
+    package: HlsPackage | None = None,
 ) -> UploadMeasurement:
-    """Measure `body` (`SourceChanged` if its file changed since it was made) and the startup
-    cost of `source` and of `body`, from the `known` layouts where given; an unreadable index
-    leaves a cost unknown, nothing more."""
+    """Measure `body` (`SourceChanged` if its file changed since it was made), or every file of
+    an HLS `package`, and the startup cost of `source` and of the upload, from the `known`
+    layouts where given; an unreadable index leaves a cost unknown, nothing more."""
+    if package is not None:
+        return _measure_package(source, package, known)
     size = upload_size_bytes(body)
     try:
         uploaded = startup_cost_of_body(body, known.upload)
@@ -48,4 +54,22 @@ def measure_upload(
         before = uploaded if same else startup_cost(source, known.source)
     except OSError as exc:
         return UploadMeasurement(size, None, None, f"cannot read it: {exc.strerror or exc}")
+    return UploadMeasurement(size, before, uploaded)
+
+
+# An HLS player's requests before the first frame: master, media playlist, init, first segment.
+HLS_STARTUP_REQUESTS = 4
+
+
+def _measure_package(
+    source: Path, package: HlsPackage, known: MeasuredLayouts
+) -> UploadMeasurement:
+    try:
+        size = package.total_bytes
+        first = package.renditions[0]
+        init_bytes = (package.directory / first.name / first.playlist.init_uri).stat().st_size
+        uploaded = StartupCost(package.startup_bytes, 0, init_bytes, HLS_STARTUP_REQUESTS)
+        before = startup_cost(source, known.source)
+    except OSError as exc:
+        return UploadMeasurement(0, None, None, f"cannot read it: {exc.strerror or exc}")
     return UploadMeasurement(size, before, uploaded)

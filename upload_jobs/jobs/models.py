@@ -62,6 +62,8 @@ class UploadJob(SQLModel, table=True):
     error_kind: str | None = Field(default=None, sa_column=Column(String(32)))
     optimized_for_streaming: bool = Field(default=False, nullable=False)
     optimization_preset: str | None = Field(default=None, sa_column=Column(String(16)))
+    # The preset this job asks for (`add`/`retry --preset`); None: UPLOAD_JOBS_PRESET's.
+    requested_preset: str | None = Field(default=None, sa_column=Column(String(16)))
     source_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     uploaded_size_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     public_url: str | None = Field(default=None, sa_column=Column(Text))
@@ -112,6 +114,12 @@ class UploadAttempt(SQLModel, table=True):
     cdn_purge: str | None = Field(default=None, sa_column=Column(String(16)))
     cdn_purge_detail: str | None = Field(default=None, sa_column=Column(Text))
     step_seconds: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    # What went up, per rendition (media.renditions.RenditionSummary.as_json: width, height,
+    # bitrate, size, PSNR, SSIM); the preset levels that failed before the one that made it
+    # ({preset, kind, reason}); the objects an HLS upload stored (1 for an MP4).
+    renditions: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    declined_levels: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON))
+    uploaded_object_count: int | None = Field(default=None, sa_column=Column(Integer))
     # What the optimization bought (media.startup, README "Startup cost"): the bytes a player
     # reads from byte 0 before the first frame, where moov lies, and the range requests a
     # seeking player needs, for the source and for what was uploaded; and how long the

@@ -152,4 +152,5 @@ def _attempt_values(report: AttemptReport, outcome: AttemptOutcome) -> dict[str,
         "step_seconds": report.step_seconds,
         "remux_seconds": report.remux_seconds,
         **report.startup_columns(),
+        **report.rendition_columns(),
     }

@@ -29,8 +29,10 @@ class JobStore(JobClaims, JobOutcomes, ResumableUploads):
         object_key: str | Callable[[int], str],
         status: JobStatus = JobStatus.PENDING,
         last_error: str | None = None,
+        requested_preset: str | None = None,
     ) -> UploadJob:
-        """Register a video to upload; returns the stored job with its id.
+        """Register a video to upload (with the preset it asks for, None: the setting's);
+        returns the stored job with its id.
 
         `object_key` may be a function of the new job's id (a key template with `{job_id}`).
         A key another job holds raises `ObjectKeyTaken`, whoever adds it, however many at once.
@@ -44,6 +46,7 @@ class JobStore(JobClaims, JobOutcomes, ResumableUploads):
             object_key=first_key,
             status=status,
             last_error=last_error,
+            requested_preset=requested_preset,
             created_at=now,
             updated_at=now,
         )
@@ -90,6 +93,31 @@ class JobStore(JobClaims, JobOutcomes, ResumableUploads):
         if not changed:
             raise claim_refusal(self.get_job(job_id)) or JobInProgress(
                 f"Upload job {job_id} changed while its key was being set: try again"
+            )
+        return self.get_job(job_id)
+
+    def request_preset(self, job_id: int, preset: str) -> UploadJob:
+        """Make `preset` the job's own; a completed job made another way is opened again (its
+        next run replaces its objects). JobNotFound, or JobInProgress while a run holds it."""
+        job = self.get_job(job_id)
+        reopen = job.status == JobStatus.COMPLETED and job.optimization_preset != preset
+        change = (
+            update(UploadJob)
+            .where(col(UploadJob.id) == job_id)
+            .where(col(UploadJob.status) == job.status)
+            .where(col(UploadJob.status) != JobStatus.IN_PROGRESS)
+            .values(requested_preset=preset, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if reopen:
+            change = change.values(status=JobStatus.PENDING, next_attempt_at=None)
+        with session_for(self.database_url) as session:
+            changed = session.connection().execute(change).rowcount == 1
+            session.commit()
+        if not changed:
+            raise JobInProgress(
+                f"Upload job {job_id} is being uploaded now: its preset cannot change until "
+                "that run ends; try again then"
             )
         return self.get_job(job_id)
 

@@ -33,3 +33,24 @@ def unplayable_video(layout: Mp4Layout) -> str | None:
     if fourcc not in BROWSER_VIDEO_FOURCCS:
         return f"its video is {fourcc!r}, which browsers do not play"
     return None
+
+
+# What browsers decode everywhere, measured in Debian's Chromium (ARCHITECTURE.md): not HEVC,
+# Motion JPEG, ProRes or MPEG-4 Part 2 video, not AC-3, E-AC-3 or PCM audio.
+EVERY_BROWSER_VIDEO_FOURCCS = frozenset({"avc1", "avc3", "av01", "vp09"})
+EVERY_BROWSER_AUDIO_FOURCCS = frozenset({"mp4a", "Opus"})
+# What an HLS rendition carries as it is (no re-encode): H.264 and AAC.
+HLS_VIDEO_FOURCCS = frozenset({"avc1", "avc3"})
+HLS_AUDIO_FOURCCS = frozenset({"mp4a"})
+
+
+def transcode_needed(layout: Mp4Layout) -> str | None:
+    """Why the file's video or audio must be re-encoded (to H.264/AAC) for browsers to play it,
+    or None. No video track at all is not this function's business (`unplayable_video`)."""
+    for track in layout.video_tracks:
+        if track.fourcc not in EVERY_BROWSER_VIDEO_FOURCCS:
+            return f"video track {track.track_id} is {track.fourcc!r}, which browsers do not play"
+    for track in layout.audio_tracks:
+        if track.fourcc not in EVERY_BROWSER_AUDIO_FOURCCS:
+            return f"audio track {track.track_id} is {track.fourcc!r}, which browsers do not play"
+    return None

@@ -108,9 +108,10 @@ def _logical_lines(text: str) -> Iterable[str]:
         yield pending
 
 
-def content_lost(source: MediaContent, output: MediaContent) -> list[str]:
-    """What of the source the output does not hold, one phrase each; empty when nothing."""
-    lost = _tracks_lost(source.tracks, output.tracks)
+def content_lost(source: MediaContent, output: MediaContent, transcoded: bool = False) -> list[str]:
+    """What of the source the output does not hold, one phrase each; empty when nothing
+    (`transcoded`: video may have become H.264 with its rotation applied, audio AAC)."""
+    lost = _tracks_lost(source.tracks, output.tracks, transcoded)
     for key, value in source.tags.items():
         if key not in CONTAINER_TAGS and output.tags.get(key) != value:
             lost.append(f"tag {key}")
@@ -119,14 +120,16 @@ def content_lost(source: MediaContent, output: MediaContent) -> list[str]:
     return lost
 
 
-def _tracks_lost(source: tuple[Track, ...], output: tuple[Track, ...]) -> list[str]:
+def _tracks_lost(
+    source: tuple[Track, ...], output: tuple[Track, ...], transcoded: bool = False
+) -> list[str]:
     lost: list[str] = []
     for handler, kind in ((HANDLER_VIDEO, "video"), (HANDLER_AUDIO, "audio")):
         before = [t for t in source if t.handler == handler]
         after = [t for t in output if t.handler == handler]
         lost += [f"{kind} track {t.track_id}" for t in before[len(after) :]]
         for old, new in zip(before, after, strict=False):
-            lost += _track_changes(kind, old, new)
+            lost += _track_changes(kind, old, new, transcoded)
     for handlers, kind in ((TEXT_HANDLERS, "text"), ({HANDLER_TIMECODE}, "timecode")):
         before = [t for t in source if t.handler in handlers]
         kept = sum(1 for t in output if t.handler in handlers)
@@ -142,16 +145,19 @@ def _tracks_lost(source: tuple[Track, ...], output: tuple[Track, ...]) -> list[s
     return lost
 
 
-def _track_changes(kind: str, old: Track, new: Track) -> list[str]:
-    """How `new` differs from `old` beyond what MP4 needs converted."""
+def _track_changes(kind: str, old: Track, new: Track, transcoded: bool = False) -> list[str]:
+    """How `new` differs from `old` beyond what MP4 (or, `transcoded`, browsers) need changed."""
     changes = []
     converted = (old.fourcc, new.fourcc) == ("hev1", "hvc1") or (
         kind == "audio" and old.fourcc not in MP4_SAFE_AUDIO_FOURCCS and new.fourcc == "mp4a"
     )
+    converted |= transcoded and new.fourcc == ("avc1" if kind == "video" else "mp4a")
     if old.fourcc != new.fourcc and not converted:
         became = f"became {new.fourcc!r}"
         changes.append(f"{kind} track {old.track_id}'s codec {old.fourcc!r} ({became})")
-    if kind == "video" and old.matrix and old.matrix != new.matrix:
+    # A re-encode turns the picture itself: the matrix goes, the size as shown stays.
+    rotation_applied = transcoded and old.display_size == new.display_size
+    if kind == "video" and old.matrix and old.matrix != new.matrix and not rotation_applied:
         changes.append(f"video track {old.track_id}'s rotation (its display matrix)")
     if old.language and new.language and old.language != new.language:
         changes.append(f"{kind} track {old.track_id}'s language {old.language!r}")
@@ -166,9 +172,11 @@ def lasts_as_long(expected: float, actual: float | None) -> bool:
     return actual is not None and abs(actual - expected) <= tolerance
 
 
-def check_nothing_lost(ffmpeg: str, source: Mp4Layout, output: Mp4Layout) -> None:
+def check_nothing_lost(
+    ffmpeg: str, source: Mp4Layout, output: Mp4Layout, transcoded: bool = False
+) -> None:
     """`WouldLoseContent` naming what `output` lacks of `source`; nothing when it has it all."""
-    lost = content_lost(read_content(ffmpeg, source), read_content(ffmpeg, output))
+    lost = content_lost(read_content(ffmpeg, source), read_content(ffmpeg, output), transcoded)
     if lost:
         raise WouldLoseContent(
             f"the optimized file would lose what the source has: {', '.join(lost)}; "

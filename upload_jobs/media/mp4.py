@@ -49,6 +49,15 @@ class Track:
     language: str | None = None
     # The track header's display matrix (rotation, flips), nine 32-bit fixed-point values.
     matrix: tuple[int, ...] | None = None
+    # The track header's width and height in pixels (0 for audio), before the matrix rotates.
+    width: int = 0
+    height: int = 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as shown: swapped when the matrix turns the picture a quarter."""
+        quarter_turn = self.matrix is not None and self.matrix[0] == 0 and self.matrix[1] != 0
+        return (self.height, self.width) if quarter_turn else (self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,8 @@ class _RawTrack:
     media_duration: int | None = None
     language: str | None = None
     matrix: tuple[int, ...] | None = None
+    width: int = 0
+    height: int = 0
 
 
 @dataclass
@@ -224,6 +235,9 @@ def _read_trak(f: Seekable, start: int, end: int) -> _RawTrack:
                 (track.track_id,) = struct.unpack(">I", data[id_at : id_at + 4])
             if len(data) >= matrix_at + 36:
                 track.matrix = struct.unpack(">9i", data[matrix_at : matrix_at + 36])
+            if len(data) >= matrix_at + 44:  # 16.16 fixed point
+                width, height = struct.unpack(">II", data[matrix_at + 36 : matrix_at + 44])
+                track.width, track.height = width >> 16, height >> 16
         elif box_type == "mdia":
             _read_mdia(f, child_start, child_end, track)
     return track
@@ -289,7 +303,10 @@ def _finish_track(raw: _RawTrack, fragment_ticks: int) -> Track:
     duration: float | None = None
     if raw.timescale > 0 and (raw.media_duration is not None or fragment_ticks):
         duration = ((raw.media_duration or 0) + fragment_ticks) / raw.timescale
-    return Track(raw.track_id, raw.handler, raw.fourcc, duration, raw.language, raw.matrix)
+    return Track(
+        raw.track_id, raw.handler, raw.fourcc, duration, raw.language, raw.matrix,
+        raw.width, raw.height,
+    )  # fmt: skip
 
 
 def _movie_duration(movie: _Movie, tracks: list[Track], fragmented: bool) -> float | None:

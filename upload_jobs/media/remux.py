@@ -14,6 +14,7 @@ import shutil
 import unicodedata
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from upload_jobs.errors import OptimizationFailed
@@ -23,6 +24,12 @@ from upload_jobs.media.codecs import (
     unplayable_video,
 )
 from upload_jobs.media.content import check_nothing_lost, lasts_as_long
+from upload_jobs.media.encoding import (
+    DEFAULT_ENCODER,
+    EncoderSettings,
+    ffmpeg_input,
+    playable_conversions,
+)
 from upload_jobs.media.ffmpeg_process import run_ffmpeg
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
 from upload_jobs.settings import Preset
@@ -109,20 +116,24 @@ def _usable_executable(value: str, origin: str) -> str:
 
 
 def build_remux_args(
-    ffmpeg: str, source: Path, output: Path, preset: Preset, layout: Mp4Layout
-) -> list[str]:
-    """The full ffmpeg command that copies `source` into a streamable MP4 at `output`.
+    ffmpeg: str, source: Path, output: Path, preset: Preset, layout: Mp4Layout,
+    transcode: bool = False,
+) -> list[str]:  # fmt: skip
+    """The full ffmpeg command that copies `source` into a streamable MP4 at `output`, with the
+    tracks browsers cannot play re-encoded to H.264/AAC when `transcode`.
 
-    Raises UnsupportedCodec when the video could not play in a browser anyway.
+    Raises UnsupportedCodec, without `transcode`, when the video could not play in a browser.
     """
-    if preset is Preset.NONE:
-        raise ValueError("preset 'none' never remuxes; there is no command to build")
-    playable_video_fourcc(layout)
+    if preset is Preset.NONE or preset.many_objects:
+        raise ValueError(f"preset {preset!r} makes no single MP4; there is no command to build")
+    if not transcode:
+        playable_video_fourcc(layout)
     # -n: never overwrite; the output is a fresh unique path, so an existing file means a bug.
-    args = [ffmpeg, "-nostdin", "-hide_banner", "-n", "-progress", "pipe:1", "-nostats"]
-    # file: keeps a name like "clip:1.mov" from being read as a protocol.
-    args += ["-i", f"file:{source.absolute()}"]
-    args += [*KEEP_EVERY_STREAM, "-c", "copy", *conversions_for_mp4(layout)]
+    args = [*ffmpeg_input(ffmpeg, source), "-n"]
+    conversions = conversions_for_mp4(layout)
+    if transcode:
+        conversions = [*playable_conversions(layout), *_subtitle_conversion(layout)]
+    args += [*KEEP_EVERY_STREAM, "-c", "copy", *conversions]
     movflags = FASTSTART_MOVFLAGS if preset is Preset.FASTSTART else FRAGMENTED_MOVFLAGS
     args += ["-movflags", movflags + "+use_metadata_tags", *NOT_CONTAINER_TAGS]
     return [*args, "-f", "mp4", f"file:{output.absolute()}"]
@@ -139,10 +150,14 @@ def conversions_for_mp4(layout: Mp4Layout) -> list[str]:
     for index, track in enumerate(layout.audio_tracks):
         if track.fourcc not in MP4_SAFE_AUDIO_FOURCCS:
             options += [f"-c:a:{index}", "aac", f"-b:a:{index}", AAC_BITRATE]
+    return options + _subtitle_conversion(layout)
+
+
+def _subtitle_conversion(layout: Mp4Layout) -> list[str]:
     subtitles = [t for t in layout.tracks if t.handler in SUBTITLE_HANDLERS]
     if any(track.fourcc not in MP4_TEXT_FOURCCS for track in subtitles):
-        options += ["-c:s", "mov_text"]
-    return options
+        return ["-c:s", "mov_text"]
+    return []
 
 
 def playable_video_fourcc(layout: Mp4Layout) -> str:
@@ -197,25 +212,31 @@ def remux_with_ffmpeg(
     timeout_seconds: float = 3600,
     on_progress: Callable[[float], None] | None = None,
     on_command: Callable[[list[str]], None] | None = None,
+    transcode: bool = False,
+    encoder: EncoderSettings = DEFAULT_ENCODER,
 ) -> tuple[Path, Mp4Layout]:
     """Remux `source` into a new file in `work_dir` that keeps every promise `preset` makes, and
-    return it with its layout; `on_command` sees the exact ffmpeg command before it runs.
+    return it with its layout; `on_command` sees the exact ffmpeg command before it runs;
+    `transcode` re-encodes what browsers cannot play.
 
     Never modifies the source; any failure removes the output and raises OptimizationFailed.
     """
     before = FileIdentity.of(source.stat())
     output = temp_output_path(work_dir, source)
     try:
-        args = build_remux_args(ffmpeg, source, output, preset, layout)
+        args = build_remux_args(ffmpeg, source, output, preset, layout, transcode)
+        if transcode:
+            args[-3:-3] = encoder.thread_options()
         if on_command is not None:
             on_command(args)
         # Hand the reserved name to ffmpeg: with -n it must create the file itself.
         output.unlink()
-        run_ffmpeg(args, timeout_seconds, layout.duration_seconds, on_progress)
+        with encoder.slot() if transcode else nullcontext():
+            run_ffmpeg(args, timeout_seconds, layout.duration_seconds, on_progress)
         if FileIdentity.of(source.stat()) != before:
             raise OptimizationFailed(f"source {source} changed while it was being remuxed")
         output_layout = _validated_output(output, layout, preset)
-        check_nothing_lost(ffmpeg, layout, output_layout)
+        check_nothing_lost(ffmpeg, layout, output_layout, transcoded=transcode)
         return output, output_layout
     except BaseException:
         output.unlink(missing_ok=True)

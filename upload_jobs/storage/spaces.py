@@ -86,12 +86,14 @@ def upload_video(
     on_progress: Callable[[int], None] | None = None,
     resume: MultipartUpload | None = None,
     on_multipart_started: Callable[[MultipartUpload], bool] | None = None,
+    content_type: str = VIDEO_CONTENT_TYPE,
 ) -> UploadResult:
     """Uploads `source` (a file, or a body made of pieces of one) as `key` for `owner` (one PUT,
     or multipart from `multipart_threshold`) and verifies it; `KeyConflict`, and nothing written,
     when the key holds another's object.
 
-    Skips the transfer when the same bytes are already there; an empty `acl` sends no ACL. A
+    Skips the transfer when the same bytes (and `content_type`) are already there; an empty
+    `acl` sends no ACL. A
     multipart upload continues `resume` when it was started for the same bytes;
     `on_multipart_started` sees the upload before its first part and says whether it recorded it
     for a later try (only a recorded upload is kept when a retry may finish it).
@@ -107,14 +109,14 @@ def upload_video(
     existing = find_existing_object(client, bucket, key)
     if existing is not None and not owner.owns(existing):
         raise key_conflict(existing, bucket, owner)
-    if existing is not None and _matches(existing, size, sha256, cache_control):
+    if existing is not None and _matches(existing, size, sha256, cache_control, content_type):
         logger.info("s3://%s/%s already holds these %d bytes: upload skipped", bucket, key, size)
         return UploadResult(
             key, size, existing.etag, sha256, multipart=False, skipped_existing=True
         )
     # Sent on every upload: an overwrite without them resets them (and the CDN link turns 403).
     metadata = {"sha256": sha256, **owner.metadata()}
-    headers: dict[str, Any] = {"ContentType": VIDEO_CONTENT_TYPE, "Metadata": metadata}
+    headers: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata}
     headers |= {"CacheControl": cache_control} if cache_control else {}
     headers |= {"ACL": acl} if acl else {}
     # Written only if the key is still as the HEAD saw it: empty, or this very object of ours.
@@ -152,12 +154,14 @@ def _taken_meanwhile(client: S3Client, bucket: str, key: str, owner: KeyOwner) -
     )
 
 
-def _matches(existing: ExistingObject, size: int, sha256: str, cache_control: str) -> bool:
+def _matches(
+    existing: ExistingObject, size: int, sha256: str, cache_control: str, content_type: str
+) -> bool:
     """Whether the stored object already is what an upload would write (bytes and headers)."""
     return (
         existing.size_bytes == size
         and existing.sha256 == sha256
-        and existing.content_type == VIDEO_CONTENT_TYPE
+        and existing.content_type == content_type
         and (not cache_control or existing.cache_control == cache_control)
     )
 

@@ -59,7 +59,7 @@ class _RangeHandler(BaseHTTPRequestHandler):
                 start = max(0, size - int(wanted[2]))
             status = HTTPStatus.PARTIAL_CONTENT
         self.send_response(status)
-        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Type", _content_type(path))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(end - start + 1))
         if status is HTTPStatus.PARTIAL_CONTENT:
@@ -74,3 +74,8 @@ class _RangeHandler(BaseHTTPRequestHandler):
                     left -= len(block)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser had what it wanted and went on to another range
+
+
+def _content_type(path: Path) -> str:
+    """HLS playlists as what they are (a player checks), every other file as MP4."""
+    return "application/vnd.apple.mpegurl" if path.suffix == ".m3u8" else "video/mp4"

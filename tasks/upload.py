@@ -189,7 +189,8 @@ def upload_package_to_spaces(
     owner = KeyOwner(job_id, uploaded_before(job_id))
     master = package.directory / MASTER_PLAYLIST
     total = package.total_bytes
-    record_upload_intent(progress_target, total, file_sha256(master), True)
+    # The master playlist is what reconcile looks for should this run die after it went up.
+    record_upload_intent(progress_target, master.stat().st_size, file_sha256(master), True)
     prefix = package_prefix(object_key)
     log_progress = ProgressReport(logger.info, "Upload", total_bytes=total)
     live = live_progress(

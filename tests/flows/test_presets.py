@@ -22,6 +22,7 @@ from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.cli.presenters import streaming_as_dict
 from upload_jobs.jobs.database import get_engine
 from upload_jobs.jobs.models import JobStatus, UploadJob
+from upload_jobs.jobs.reconcile import ReconcileScope, reconcile_jobs
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.media import samples
 from upload_jobs.media.mp4 import read_layout
@@ -29,7 +30,7 @@ from upload_jobs.media.playlists import parse_master_playlist
 from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage.objects import find_existing_object
-from upload_jobs.storage.spaces import make_s3_client
+from upload_jobs.storage.spaces import make_s3_client, public_url
 
 pytestmark = [
     pytest.mark.flow,
@@ -180,7 +181,8 @@ def test_another_jobs_playlist_under_the_prefix_is_never_overwritten(
     settings: Settings, s3_server: S3Backend, recordings: Path
 ) -> None:
     ffmpeg = resolve_ffmpeg()
-    (recordings / "a").mkdir(), (recordings / "b").mkdir()
+    for folder in ("a", "b"):
+        (recordings / folder).mkdir()
     first = samples.make_moov_at_end_mp4(recordings / "a" / "same.mp4", ffmpeg=ffmpeg)
     second = samples.make_moov_at_end_mp4(recordings / "b" / "same.mov", ffmpeg=ffmpeg)
     first_id = add_job(settings, first, "hls", "videos/same.mp4")
@@ -207,8 +209,9 @@ def test_each_level_falls_back_to_the_next_with_its_reason(
     ffmpeg = resolve_ffmpeg()
     one = samples.make_moov_at_end_mp4(recordings / "one.mp4", ffmpeg=ffmpeg)
     source = recordings / "two-languages.mp4"
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(one), "-map", "0:v", "-map",
-                    "0:a", "-map", "0:a", "-c", "copy", "-f", "mp4", str(source)], check=True)  # fmt: skip
+    two_audio = ["-map", "0:v", "-map", "0:a", "-map", "0:a", "-c", "copy", "-f", "mp4"]
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(one), *two_audio, str(source)],
+                   check=True)  # fmt: skip
     job_id = add_job(settings, source, "abr", "videos/two-languages.mp4")
 
     job = run(settings, job_id)
@@ -246,3 +249,32 @@ def test_an_hevc_recording_goes_up_playable_as_h264(
     assert layout.is_faststart
     assert [t.fourcc for t in layout.video_tracks] == ["avc1"]
     assert [t.fourcc for t in layout.audio_tracks] == ["mp4a"]
+
+
+def test_reconcile_knows_an_hls_job_by_its_master_playlist(
+    settings: Settings, s3_server: S3Backend, recordings: Path
+) -> None:
+    source = samples.make_moov_at_end_mp4(recordings / "talk.mp4", ffmpeg=resolve_ffmpeg())
+    job_id = add_job(settings, source, "hls", "videos/talk.mp4")
+    completed = run(settings, job_id)
+    assert completed.status == JobStatus.COMPLETED
+
+    def reconcile() -> Any:
+        return reconcile_jobs(
+            settings.database_url, make_s3_client(settings), settings.bucket,
+            lambda key: public_url(settings, key), scope=ReconcileScope.ALL,
+        )  # fmt: skip
+
+    assert reconcile().in_agreement == 1  # not "videos/talk.mp4 is not in the bucket"
+    # The run died after its upload: reconcile finds the master and completes the job.
+    with get_engine(settings.database_url).begin() as connection:
+        connection.execute(
+            update(UploadJob).where(col(UploadJob.id) == job_id)
+            .values(status=JobStatus.FAILED, public_url=None)
+        )  # fmt: skip
+    assert reconcile().completed == [job_id]
+    assert JobStore(settings.database_url).get_job(job_id).public_url == completed.public_url
+    make_s3_client(settings).delete_object(Bucket=settings.bucket, Key="videos/talk/master.m3u8")
+    report = reconcile()
+    assert report.reopened == [job_id]
+    assert "videos/talk/master.m3u8 is not in the bucket" in report.changes[0].reason

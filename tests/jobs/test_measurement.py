@@ -9,7 +9,7 @@ import pytest
 
 from upload_jobs.jobs.measurement import MeasuredLayouts, measure_upload
 from upload_jobs.media import startup
-from upload_jobs.media.streaming import optimize_for_streaming
+from upload_jobs.media.streaming import StreamingOptions, optimize_for_streaming
 from upload_jobs.settings import Preset
 
 
@@ -19,7 +19,8 @@ def test_known_layouts_are_not_walked_again(
     in_process: bool,
 ) -> None:  # fmt: skip
     source = clip_library["moov_at_end"]
-    result = optimize_for_streaming(source, tmp_path, Preset.FASTSTART, in_process=in_process)
+    options = StreamingOptions(in_process=in_process)
+    result = optimize_for_streaming(source, tmp_path, Preset.FASTSTART, options=options)
     walked = measure_upload(source, result.body)
     known = MeasuredLayouts(result.source_layout, result.upload_layout)
     assert known.source is not None and known.upload is not None

@@ -16,7 +16,7 @@ from upload_jobs.media import faststart, samples
 from upload_jobs.media.faststart import FaststartRefused, plan_faststart
 from upload_jobs.media.moov import chunk_offset_tables, parse_moov
 from upload_jobs.media.mp4 import read_layout, read_layout_of
-from upload_jobs.media.streaming import StreamingPath, optimize_for_streaming
+from upload_jobs.media.streaming import StreamingOptions, StreamingPath, optimize_for_streaming
 from upload_jobs.settings import Preset
 
 
@@ -154,7 +154,9 @@ def test_a_moov_at_end_clip_goes_up_from_the_source_without_a_temp_file(
 
 
 def refusal_for(source: Path, work_dir: Path, ffmpeg: str) -> str | None:
-    result = optimize_for_streaming(source, work_dir, Preset.FASTSTART, ffmpeg)
+    # Re-encoding off: these are the remux's own reasons (hev1 is re-encoded otherwise).
+    options = StreamingOptions(transcode_unplayable=False)
+    result = optimize_for_streaming(source, work_dir, Preset.FASTSTART, ffmpeg, options=options)
     assert result.path is StreamingPath.FFMPEG_REMUX
     assert read_layout(result.body.path).is_faststart
     return result.reason
@@ -258,7 +260,7 @@ def test_turned_off_every_file_goes_to_ffmpeg(
     ffmpeg: str, moov_at_end: Path, work_dir: Path
 ) -> None:
     result = optimize_for_streaming(
-        moov_at_end, work_dir, Preset.FASTSTART, ffmpeg, in_process=False
+        moov_at_end, work_dir, Preset.FASTSTART, ffmpeg, options=StreamingOptions(in_process=False)
     )
     assert result.path is StreamingPath.FFMPEG_REMUX and result.temp_path
     assert result.reason == "the in-process move is turned off (UPLOAD_JOBS_FASTSTART_IN_PROCESS)"

@@ -26,7 +26,12 @@ from upload_jobs.media.remux import (
     resolve_ffmpeg,
     temp_output_path,
 )
-from upload_jobs.media.streaming import OptimizationResult, StreamingPath, optimize_for_streaming
+from upload_jobs.media.streaming import (
+    OptimizationResult,
+    StreamingOptions,
+    StreamingPath,
+    optimize_for_streaming,
+)
 from upload_jobs.settings import Preset
 
 FASTSTART = Preset.FASTSTART
@@ -34,9 +39,15 @@ FRAGMENTED = Preset.FRAGMENTED
 REMUXED, READY = StreamingPath.FFMPEG_REMUX, StreamingPath.ALREADY_READY
 
 
-def remux(source: Path, work_dir: Path, preset: Preset, ffmpeg: str, **options: Any) -> Any:
+def remux(
+    source: Path, work_dir: Path, preset: Preset, ffmpeg: str, *, timeout_seconds: float = 3600,
+    transcode_unplayable: bool = True, **callbacks: Any,
+) -> Any:  # fmt: skip
     """`optimize_for_streaming` with the in-process move off: what these tests check is ffmpeg."""
-    return optimize_for_streaming(source, work_dir, preset, ffmpeg, in_process=False, **options)
+    options = StreamingOptions(
+        in_process=False, timeout_seconds=timeout_seconds, transcode_unplayable=transcode_unplayable
+    )
+    return optimize_for_streaming(source, work_dir, preset, ffmpeg, options=options, **callbacks)
 
 
 def output_of(result: OptimizationResult) -> Path:
@@ -413,7 +424,8 @@ def test_hevc_is_retagged_hvc1(
         pytest.skip(f"this ffmpeg cannot encode HEVC: {exc}")
     guard.watch(source)
 
-    result = remux(source, work_dir, FASTSTART, ffmpeg)
+    # Re-encoding turned off: HEVC stays HEVC, tagged the way Safari plays it.
+    result = remux(source, work_dir, FASTSTART, ffmpeg, transcode_unplayable=False)
 
     assert read_layout(output_of(result)).video_tracks[0].fourcc == "hvc1"
     guard.assert_unchanged()
@@ -457,7 +469,7 @@ def test_unplayable_video_is_refused_before_running_ffmpeg(
     never_run = fake_ffmpeg(tmp_path, "exit 99")
 
     with pytest.raises(UnsupportedCodec, match="'mp4v'"):
-        remux(source, work_dir, FASTSTART, never_run)
+        remux(source, work_dir, FASTSTART, never_run, transcode_unplayable=False)
     assert list(work_dir.iterdir()) == []
     guard.assert_unchanged()
 

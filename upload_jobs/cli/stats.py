@@ -28,6 +28,24 @@ def stats(json_output: JsonOption = False) -> None:
         console.print(paths_table(summary))
         if summary.histogram:
             console.print(histogram_table(summary))
+        if summary.renditions:
+            console.print(renditions_table(summary))
+
+
+def renditions_table(summary: StreamingStats) -> FittedTable:
+    """Per rendition (HLS rungs, transcodes): jobs, median bitrate, PSNR and SSIM."""
+    rows = [
+        {
+            "rendition": r.rendition,
+            "jobs": r.jobs,
+            "bitrate": f"{r.median_bitrate / 1e6:.2f} Mbit/s",
+            "psnr": "-" if r.median_psnr is None else f"{r.median_psnr:.1f} dB",
+            "ssim": "-" if r.median_ssim is None else f"{r.median_ssim:.3f}",
+        }
+        for r in summary.renditions
+    ]
+    numbers = ["jobs", "bitrate", "psnr", "ssim"]
+    return presenters.rows_table("Renditions (medians)", rows, right_aligned=numbers)
 
 
 def paths_table(summary: StreamingStats) -> FittedTable:

@@ -18,12 +18,14 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 
 from upload_jobs.errors import ErrorKind, UploadJobError
-from upload_jobs.jobs.claims import lease_ran_out
+from upload_jobs.jobs.claims import PACKAGE_PATHS, lease_ran_out
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob, utcnow
+from upload_jobs.media.playlists import MASTER_PLAYLIST
 from upload_jobs.storage.checksums import file_sha256
 from upload_jobs.storage.objects import ExistingObject, find_existing_object
 from upload_jobs.storage.ownership import KeyOwner, holder_of
+from upload_jobs.storage.packages import package_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -126,6 +128,8 @@ class _Intent:
     size_bytes: int | None
     sha256: str
     optimized: bool
+    # An HLS package: the key players open, and reconcile looks at, is its master playlist.
+    package: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,14 +171,15 @@ def reconcile_jobs(
     with ThreadPoolExecutor(HEAD_CONCURRENCY, thread_name_prefix="reconcile-head") as pool:
         for jobs in _job_batches(database_url, scope, limit, job_ids):
             intents = _intents(database_url, [job.id for job in jobs if job.id])
-            looked_up = pool.map(lambda job: _head(client, bucket, job.object_key), jobs)
-            for job, stored in zip(jobs, looked_up, strict=True):
+            keys = [_key_of(job, intents) for job in jobs]
+            looked_up = pool.map(lambda key: _head(client, bucket, key), keys)
+            for job, key, stored in zip(jobs, keys, looked_up, strict=True):
                 assert job.id is not None
                 report.checked += 1
                 if isinstance(stored, UploadJobError):
                     report.undecided[job.id] = str(stored)
                     continue
-                verdict = _verdict(job, stored, intents.get(job.id, _Intents()), bucket)
+                verdict = _verdict(job, key, stored, intents.get(job.id, _Intents()), bucket)
                 if verdict is None:
                     continue
                 if verdict.change is None:
@@ -183,7 +188,7 @@ def reconcile_jobs(
                             job.id, job.object_key, job.status, verdict.held_by, verdict.reason
                         )
                     )
-                elif dry_run or _apply(database_url, job, verdict, public_url):
+                elif dry_run or _apply(database_url, job, verdict, public_url(key)):
                     report.changes.append(
                         ReconcileChange(
                             job.id, job.object_key, verdict.change, job.status, verdict.reason
@@ -201,12 +206,21 @@ def _head(client: S3Client, bucket: str, key: str) -> ExistingObject | UploadJob
         return exc
 
 
+def _key_of(job: UploadJob, intents: dict[int, _Intents]) -> str:
+    """The key a player opens: the job's object, or the master playlist of its HLS package."""
+    latest = intents.get(job.id or 0, _Intents()).latest
+    if latest is not None and latest.package:
+        return package_prefix(job.object_key) + MASTER_PLAYLIST
+    return job.object_key
+
+
 def _verdict(
-    job: UploadJob, stored: ExistingObject | None, intents: _Intents, bucket: str
+    job: UploadJob, key: str, stored: ExistingObject | None, intents: _Intents, bucket: str
 ) -> _Verdict | None:
-    """What to change about `job` given what the bucket holds; None when they agree; a verdict
-    without a change when the key holds an object that is not the job's."""
-    where = f"s3://{bucket}/{job.object_key}"
+    """What to change about `job` given what the bucket holds at `key`; None when they agree; a
+    verdict without a change when the key holds an object that is not the job's."""
+    where = f"s3://{bucket}/{key}"
+    package = intents.latest is not None and intents.latest.package
     if stored is not None and not _owns(job, stored, intents):
         holder = holder_of(stored)
         held = f"{where} holds {holder}, not this job's video"
@@ -218,7 +232,9 @@ def _verdict(
     if job.status == JobStatus.COMPLETED:
         if stored is None:
             return _Verdict(Change.REOPENED, f"{where} is not in the bucket")
-        if job.uploaded_size_bytes is not None and stored.size_bytes != job.uploaded_size_bytes:
+        # A package's size is all its objects': its master playlist being there is the check.
+        sized = job.uploaded_size_bytes is not None and not package
+        if sized and stored.size_bytes != job.uploaded_size_bytes:
             reason = f"{where} holds {stored.size_bytes} bytes, the job uploaded "
             return _Verdict(Change.REOPENED, reason + str(job.uploaded_size_bytes))
         return None
@@ -257,9 +273,7 @@ def _source_matches(source_path: str, stored: ExistingObject) -> bool:
         return False
 
 
-def _apply(
-    database_url: str, job: UploadJob, verdict: _Verdict, public_url: Callable[[str], str]
-) -> bool:
+def _apply(database_url: str, job: UploadJob, verdict: _Verdict, public_url: str) -> bool:
     """Write the verdict unless the job moved on meanwhile; whether it was written."""
     now = utcnow()
     values: dict[str, Any]
@@ -272,7 +286,7 @@ def _apply(
             "error_kind": None,
             "optimized_for_streaming": verdict.optimized,
             "uploaded_size_bytes": verdict.stored.size_bytes,
-            "public_url": public_url(job.object_key),
+            "public_url": public_url,
             "etag": verdict.stored.etag,
             "next_attempt_at": None,
             "completed_at": now,
@@ -365,7 +379,8 @@ def _intents(database_url: str, job_ids: list[int]) -> dict[int, _Intents]:
     intents: dict[int, _Intents] = {}
     for attempt in attempts:  # ordered by id: each job ends with its latest attempt
         sha256 = attempt.upload_sha256 or ""
-        latest = _Intent(attempt.uploaded_size_bytes, sha256, attempt.optimized)
+        package = attempt.optimization_path in PACKAGE_PATHS
+        latest = _Intent(attempt.uploaded_size_bytes, sha256, attempt.optimized, package)
         seen = intents.get(attempt.job_id, _Intents()).sha256s
         intents[attempt.job_id] = _Intents(latest, seen | {sha256})
     return intents

@@ -16,12 +16,18 @@ from sqlmodel import col, select
 from upload_jobs.byte_sizes import format_bytes
 from upload_jobs.jobs.database import session_for
 from upload_jobs.jobs.models import AttemptOutcome, JobStatus, UploadAttempt, UploadJob
+from upload_jobs.jobs.rendition_stats import RenditionStats, rendition_stats
+from upload_jobs.media.optimization import StreamingPath
 from upload_jobs.media.startup import StartupCost, describe_startup
 
 # Startup bytes fall into bins four times wider than the last: KBs for a faststart file, up to
 # the whole file for moov at the end.
 _KIB = 1024
 HISTOGRAM_EDGES = [64 * _KIB * 4**power for power in range(7)]  # 64 KB ... 256 MB
+# The paths on which the optimization changed what went up (already-ready files went as they were).
+CHANGED_PATHS = frozenset(
+    path.value for path in StreamingPath if path.streams and path is not StreamingPath.ALREADY_READY
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class JobStartup:
     source_startup_requests: int | None
     uploaded_startup_requests: int | None
     remux_seconds: float | None
+    renditions: tuple[dict[str, Any], ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -65,6 +72,7 @@ class JobStartup:
             source_startup_requests=attempt.source_startup_requests,
             uploaded_startup_requests=attempt.uploaded_startup_requests,
             remux_seconds=attempt.remux_seconds,
+            renditions=tuple(attempt.renditions or ()),
         )
 
 
@@ -105,6 +113,7 @@ class StreamingStats:
     median_after: int | None
     median_remux_seconds: float | None
     histogram: list[HistogramBin] = field(default_factory=list)
+    renditions: list[RenditionStats] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, as `upload-jobs stats --json` and `/api/stats` give it."""
@@ -192,7 +201,7 @@ def streaming_stats(startups: list[JobStartup]) -> StreamingStats:
     return StreamingStats(
         completed_jobs=len(startups),
         measured_jobs=len(measured),
-        optimized_jobs=paths["moved_in_process"] + paths["ffmpeg_remux"],
+        optimized_jobs=sum(n for path, n in paths.items() if path in CHANGED_PATHS),
         paths=dict(paths.most_common()),
         fallbacks=_fallbacks(startups),
         startup_bytes_before=sum(before),
@@ -203,6 +212,7 @@ def streaming_stats(startups: list[JobStartup]) -> StreamingStats:
         median_after=_median(after),
         median_remux_seconds=round(statistics.median(remuxes), 3) if remuxes else None,
         histogram=_histogram(before, after),
+        renditions=rendition_stats(list(s.renditions) for s in startups),
     )
 
 

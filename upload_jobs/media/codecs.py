@@ -44,13 +44,22 @@ HLS_VIDEO_FOURCCS = frozenset({"avc1", "avc3"})
 HLS_AUDIO_FOURCCS = frozenset({"mp4a"})
 
 
-def transcode_needed(layout: Mp4Layout) -> str | None:
-    """Why the file's video or audio must be re-encoded (to H.264/AAC) for browsers to play it,
-    or None. No video track at all is not this function's business (`unplayable_video`)."""
+def video_transcode_needed(layout: Mp4Layout) -> str | None:
+    """Why the file's video must be re-encoded (to H.264) for every browser to show it (HEVC,
+    Motion JPEG, ProRes, MPEG-4 Part 2...), or None; no video at all is `unplayable_video`'s."""
     for track in layout.video_tracks:
         if track.fourcc not in EVERY_BROWSER_VIDEO_FOURCCS:
             return f"video track {track.track_id} is {track.fourcc!r}, which browsers do not play"
+    return None
+
+
+def audio_transcode_needed(layout: Mp4Layout) -> str | None:
+    """Why some audio track must become AAC for every browser to play it (AC-3, E-AC-3, PCM...),
+    or None."""
     for track in layout.audio_tracks:
         if track.fourcc not in EVERY_BROWSER_AUDIO_FOURCCS:
-            return f"audio track {track.track_id} is {track.fourcc!r}, which browsers do not play"
+            return (
+                f"audio track {track.track_id} is {track.fourcc!r}, which browsers do not play: "
+                "it must become AAC"
+            )
     return None

@@ -73,8 +73,8 @@ def playable_conversions(layout: Mp4Layout) -> list[str]:
     return options
 
 
-def ffmpeg_input(ffmpeg: str, source: Path) -> list[str]:
-    """The start of every command: quiet, progress on stdout, the source read as a file (so a
-    name like `clip:1.mov` is no protocol)."""
-    return [ffmpeg, "-nostdin", "-hide_banner", "-progress", "pipe:1", "-nostats",
-            "-i", f"file:{source.absolute()}"]  # fmt: skip
+def ffmpeg_input(ffmpeg: str, source: Path, *global_options: str) -> list[str]:
+    """The start of every command: quiet, `global_options`, progress on stdout, the source read
+    as a file (so a name like `clip:1.mov` is no protocol)."""
+    return [ffmpeg, "-nostdin", "-hide_banner", *global_options, "-progress", "pipe:1",
+            "-nostats", "-i", f"file:{source.absolute()}"]  # fmt: skip

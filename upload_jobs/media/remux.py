@@ -129,7 +129,7 @@ def build_remux_args(
     if not transcode:
         playable_video_fourcc(layout)
     # -n: never overwrite; the output is a fresh unique path, so an existing file means a bug.
-    args = [*ffmpeg_input(ffmpeg, source), "-n"]
+    args = ffmpeg_input(ffmpeg, source, "-n")
     conversions = conversions_for_mp4(layout)
     if transcode:
         conversions = [*playable_conversions(layout), *_subtitle_conversion(layout)]

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from upload_jobs.media.codecs import conversion_needed, transcode_needed, unplayable_video
+from upload_jobs.media.codecs import (
+    audio_transcode_needed,
+    conversion_needed,
+    unplayable_video,
+    video_transcode_needed,
+)
 from upload_jobs.media.faststart import FaststartRefused, plan_faststart
 from upload_jobs.media.mp4 import Mp4Layout
 from upload_jobs.media.optimization import OptimizationResult, StreamingOptions, StreamingPath
@@ -27,14 +32,20 @@ def single_file_level(
     on_progress: Callable[[float], None] | None = None,
     on_command: Callable[[list[str]], None] | None = None,
 ) -> OptimizationResult:
-    """`source` made stream-ready as one MP4 for `preset` the cheapest safe way."""
-    transcode = transcode_needed(layout) if options.transcode_unplayable else None
-    if transcode and layout.video_tracks:
-        return _transcoded(source, layout, work_dir, preset, ffmpeg, options, transcode,
+    """`source` made stream-ready as one MP4 for `preset` the cheapest safe way: video browsers
+    cannot show is re-encoded (`transcoded`), audio they cannot play becomes AAC in a remux."""
+    browsers = options.transcode_unplayable
+    video_reason = video_transcode_needed(layout) if browsers else None
+    if video_reason:
+        return _transcoded(source, layout, work_dir, preset, ffmpeg, options, video_reason,
                            on_progress, on_command)  # fmt: skip
-    # Video no browser decodes gains nothing from a conversion: its layout is all there is to do.
+    # Without re-encoding, video no browser decodes gains nothing from a conversion: its layout
+    # is all there is to do.
     unplayable = unplayable_video(layout)
     needed = None if unplayable else conversion_needed(layout)
+    # AC-3 and the like are fine in MP4 but not in browsers: AAC from the same remux.
+    audio_reason = audio_transcode_needed(layout) if browsers and needed is None else None
+    needed = needed or audio_reason
     layout_ready = layout.is_faststart if preset is Preset.FASTSTART else layout.fragmented
     if layout_ready and needed is None:
         return as_is(source, preset, StreamingPath.ALREADY_READY, layout, unplayable)
@@ -55,6 +66,7 @@ def single_file_level(
     output, output_layout = remux_with_ffmpeg(
         source, layout, work_dir, preset, resolve_ffmpeg(ffmpeg),
         timeout_seconds=options.timeout_seconds, on_progress=on_progress, on_command=on_command,
+        transcode=audio_reason is not None,
     )  # fmt: skip
     return OptimizationResult(
         UploadBody.of_file(output), StreamingPath.FFMPEG_REMUX, preset, reason,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -103,6 +103,11 @@ class StreamingView(BaseModel):
     uploaded: StartupView | None
     summary: str
     remux_seconds: float | None
+    # What went up per rendition (width, height, bitrate, psnr, ssim...), the preset levels
+    # passed over on the way ({preset, kind, reason}), and the objects it is made of.
+    renditions: list[dict[str, Any]] = []
+    declined: list[dict[str, str]] = []
+    object_count: int | None = None
 
 
 class JobDetailView(JobView):
@@ -217,6 +222,9 @@ def streaming_view(attempts: list[UploadAttempt]) -> StreamingView | None:
         uploaded=StartupView.model_validate(after) if after else None,
         summary=describe_startup(before, after),
         remux_seconds=attempt.remux_seconds,
+        renditions=attempt.renditions or [],
+        declined=attempt.declined_levels or [],
+        object_count=attempt.uploaded_object_count,
     )
 
 

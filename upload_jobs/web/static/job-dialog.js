@@ -20,6 +20,9 @@ const PATH_LABELS = {
   already_ready: 'already stream-ready: uploaded as it is',
   moved_in_process: 'index (moov) moved to the front in process',
   ffmpeg_remux: 'remuxed by ffmpeg',
+  transcoded: 're-encoded to H.264/AAC by ffmpeg, so every browser plays it',
+  hls_packaged: 'HLS: cut into segments, one rendition',
+  abr_ladder: 'HLS: an adaptive ladder of renditions',
   fallback_original: 'fallback: the original went up',
   not_requested: 'no optimization asked for (preset none)',
 };
@@ -32,6 +35,29 @@ function streamingPath(streaming) {
   if (streaming.remux_seconds != null) text += ` · ${Number(streaming.remux_seconds).toFixed(2)} s`;
   return el('span', 'streaming-path', text);
 }
+
+// `480p 854×480 · 1.45 Mbit/s · PSNR 45.1 dB · SSIM 0.995`, one line per rendition.
+function renditionList(streaming) {
+  const renditions = streaming && Array.isArray(streaming.renditions) ? streaming.renditions : [];
+  if (!renditions.length) return null;
+  const list = el('ul', 'renditions');
+  for (const r of renditions) {
+    const parts = [`${r.name} ${r.width}×${r.height}`, `${(r.bitrate / 1e6).toFixed(2)} Mbit/s`];
+    if (r.psnr != null) parts.push(`PSNR ${Number(r.psnr).toFixed(1)} dB`);
+    if (r.ssim != null) parts.push(`SSIM ${Number(r.ssim).toFixed(3)}`);
+    if (!r.reencoded) parts.push('the source\'s own bytes');
+    list.append(el('li', 'rendition', parts.join(' · ')));
+  }
+  return list;
+}
+
+function declinedLevels(streaming) {
+  const declined = streaming && Array.isArray(streaming.declined) ? streaming.declined : [];
+  if (!declined.length) return null;
+  return el('span', 'declined', declined.map((d) => `${d.preset} (${d.kind}): ${d.reason}`).join('; '));
+}
+
+const HLS_TYPE = 'application/vnd.apple.mpegurl';
 
 // The player is kept across polls (re-rendering would restart it) and only replaced when the
 // link changes; the page's Content-Security-Policy lets media come from the public base URL only.
@@ -47,8 +73,17 @@ function showPlayer(job) {
   video.preload = 'metadata';
   video.playsInline = true;
   video.dataset.src = url;
+  const hls = new URL(url).pathname.endsWith('.m3u8');
+  if (hls && !video.canPlayType(HLS_TYPE)) {
+    // Chromium from 142 and Safari play HLS themselves; elsewhere a player like hls.js does.
+    box.replaceChildren(el('p', 'muted player-note',
+      'This browser does not play HLS itself: open the master playlist in Safari, VLC or an hls.js player.'));
+    return;
+  }
   video.src = url;
-  box.replaceChildren(video, el('p', 'muted player-note', 'Plays the CDN link, as a viewer would.'));
+  const note = hls ? 'Plays the master playlist from the CDN; the browser picks the rendition.'
+    : 'Plays the CDN link, as a viewer would.';
+  box.replaceChildren(video, el('p', 'muted player-note', note));
 }
 
 function stopPlayer() {
@@ -95,6 +130,8 @@ function renderJobDialog(job) {
     ['Optimized', job.optimized ? `yes${preset}` : 'no'],
     ['Streaming', streamingPath(job.streaming)],
     ['Startup', job.streaming ? el('span', 'startup', job.streaming.summary) : null],
+    ['Renditions', renditionList(job.streaming)],
+    ['Passed over', declinedLevels(job.streaming)],
     ['Attempts', job.attempts],
     ['CDN', job.public_url ? safeLink(job.public_url, job.public_url) : null],
     ['Flow run', flowRunNode(job.flow_run_url, job.flow_run_id)],

@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.abr_report import write_report
+from bench.browser_runs import CHROMIUM, add_browser_run_options, require_chromium
 from bench.link import Link, LinkProxy
 from bench.playback import Viewing, watch
 from bench.range_server import RangeServer
@@ -39,8 +40,6 @@ from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.media.streaming import StreamingOptions, optimize_for_streaming
 from upload_jobs.settings import Preset
 
-BENCH_DIR = Path(__file__).resolve().parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VARIANTS = ("original", "faststart", "abr")
 # Three source qualities for the ladder table: (name, size, video kbit/s).
 QUALITIES = (("1080p", "1920x1080", 5000), ("720p", "1280x720", 3000), ("480p", "854x480", 1500))
@@ -185,14 +184,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=75, help="the recording's length")
     parser.add_argument("--play-seconds", type=float, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--link-mbit", type=float, default=2)
-    parser.add_argument("--link-rtt-ms", type=float, default=60)
-    parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".work" / "abr")
-    parser.add_argument("--results-dir", type=Path, default=BENCH_DIR)
+    add_browser_run_options(parser, link_mbit=2, work_name="abr")
     arguments = parser.parse_args()
-    if not Path(CHROMIUM).is_file():
-        sys.exit("No Chromium here: `apt-get install chromium` first (.ci/run does).")
+    require_chromium()
     ffmpeg = resolve_ffmpeg()
     link = Link(arguments.link_mbit, arguments.link_rtt_ms)
     print("Making the 1080p recording (kept for the next run)…", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.browser_runs import CHROMIUM, add_browser_run_options, require_chromium
 from bench.browser_startup import BrowserStart, start_video
 from bench.link import Link, LinkProxy
 from bench.range_server import RangeServer
@@ -39,8 +39,6 @@ from upload_jobs.media.streaming import optimize_for_streaming
 from upload_jobs.settings import Preset
 from upload_jobs.storage.local_s3 import LocalS3Server
 
-BENCH_DIR = Path(__file__).resolve().parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BUCKET = "startup-bench"
 VARIANTS = ("original", "uploaded")
 
@@ -146,14 +144,9 @@ def main() -> None:
     """Make the recordings, upload both variants, start each in Chromium, report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--link-mbit", type=float, default=20)
-    parser.add_argument("--link-rtt-ms", type=float, default=60)
-    parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / ".work" / "startup")
-    parser.add_argument("--results-dir", type=Path, default=BENCH_DIR)
+    add_browser_run_options(parser, link_mbit=20, work_name="startup")
     arguments = parser.parse_args()
-    if not Path(CHROMIUM).is_file():
-        sys.exit("No Chromium here: `apt-get install chromium` first (.ci/run does).")
+    require_chromium()
     ffmpeg = resolve_ffmpeg()
     link = Link(arguments.link_mbit, arguments.link_rtt_ms)
     recordings: dict[str, dict[str, Any]] = {}

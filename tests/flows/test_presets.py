@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from flows.retry_upload import retry_upload_job
+from tests.support.command_line import invoke
 from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.cli.presenters import streaming_as_dict
@@ -278,3 +279,33 @@ def test_reconcile_knows_an_hls_job_by_its_master_playlist(
     report = reconcile()
     assert report.reopened == [job_id]
     assert "videos/talk/master.m3u8 is not in the bucket" in report.changes[0].reason
+
+
+@pytest.mark.moto_only
+def test_the_cli_sets_a_jobs_preset_and_shows_its_renditions(
+    settings: Settings, s3_server: S3Backend, recordings: Path
+) -> None:
+    source = samples.make_moov_at_end_mp4(recordings / "class.mp4", ffmpeg=resolve_ffmpeg())
+    code, output = invoke("add", str(source), "--preset", "bogus")
+    assert code == 2 and "'bogus' is not one of" in output and "abr" in output
+    code, output = invoke("add", str(source), "--preset", "ABR", "--json")
+    assert code == 0
+    job = json.loads(output)
+    assert job["requested_preset"] == "abr"
+
+    code, output = invoke("retry", str(job["id"]), "--preset", "hls", "--json")
+
+    assert code == 0, output
+    assert json.loads(output)["job"]["public_url"].endswith("/class/master.m3u8")
+    code, output = invoke("show", str(job["id"]), "--json")
+    shown = json.loads(output)
+    assert shown["requested_preset"] == "hls" and shown["optimization_preset"] == "hls"
+    assert shown["streaming"]["path"] == "hls_packaged"
+    [rendition] = shown["streaming"]["renditions"]
+    assert {"width", "height", "bitrate", "psnr", "ssim"} <= set(rendition)
+    code, output = invoke("show", str(job["id"]))
+    assert code == 0 and "source 320x240" in output and "master playlist last" in output
+    code, output = invoke("stats", "--json")
+    assert [r["rendition"] for r in json.loads(output)["renditions"]] == ["source"]
+    code, output = invoke("stats")
+    assert code == 0 and "Renditions (medians)" in output

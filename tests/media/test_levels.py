@@ -176,12 +176,7 @@ def test_hls_cannot_carry_two_audio_tracks_as_they_are(
 def test_video_browsers_do_not_decode_is_reencoded_to_h264(
     ffmpeg: str, tmp_path: Path, work_dir: Path
 ) -> None:
-    source = tmp_path / "mpeg4.mp4"
-    subprocess.run(
-        [ffmpeg, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-         "testsrc2=size=160x120:rate=10:duration=1", "-c:v", "mpeg4", str(source)],
-        check=True,
-    )  # fmt: skip
+    source = samples.make_mpeg4_part2_mp4(tmp_path / "mpeg4.mp4", ffmpeg=ffmpeg)
 
     result = optimize_for_streaming(source, work_dir, Preset.FASTSTART, ffmpeg)
 

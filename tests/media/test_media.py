@@ -6,7 +6,6 @@ import hashlib
 import itertools
 import os
 import random
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -459,12 +458,7 @@ def test_random_bytes_are_refused(
 def test_unplayable_video_is_refused_before_running_ffmpeg(
     ffmpeg: str, tmp_path: Path, work_dir: Path, guard: SourceGuard
 ) -> None:
-    source = tmp_path / "mpeg4.mp4"
-    subprocess.run(
-        [ffmpeg, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-         "testsrc2=size=160x120:rate=10:duration=1", "-c:v", "mpeg4", str(source)],
-        check=True,
-    )  # fmt: skip
+    source = samples.make_mpeg4_part2_mp4(tmp_path / "mpeg4.mp4", ffmpeg=ffmpeg)
     guard.watch(source)
     never_run = fake_ffmpeg(tmp_path, "exit 99")
 

@@ -242,10 +242,9 @@ def _verdict(
         return None  # nothing there: the retry uploads it
     same = f"({stored.size_bytes} bytes, same sha256)"
     intent = intents.latest
-    if intent is not None and (intent.sha256, intent.size_bytes) == (
-        stored.sha256,
-        stored.size_bytes,
-    ):
+    # A package's master playlist goes up last: its bytes there mean every file it names is.
+    sized = intent is not None and (package or intent.size_bytes == stored.size_bytes)
+    if intent is not None and sized and intent.sha256 == stored.sha256:
         reason = f"{where} holds what the job's last attempt uploaded {same}"
         return _Verdict(Change.COMPLETED, reason, stored, intent.optimized)
     if _source_matches(job.source_path, stored):

@@ -4,7 +4,6 @@ the source; each re-encoded rendition's quality is measured against the source."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,12 @@ from upload_jobs.media.hls import (
 )
 from upload_jobs.media.ladder import Rendition, choose_ladder
 from upload_jobs.media.mp4 import Mp4Layout
-from upload_jobs.media.optimization import OptimizationResult, StreamingOptions, StreamingPath
+from upload_jobs.media.optimization import (
+    LevelRequest,
+    OptimizationResult,
+    StreamingOptions,
+    StreamingPath,
+)
 from upload_jobs.media.quality import measure_quality
 from upload_jobs.media.remux import UnsupportedCodec, resolve_ffmpeg
 from upload_jobs.media.renditions import RenditionSummary
@@ -25,23 +29,16 @@ from upload_jobs.settings import Preset
 from upload_jobs.storage.upload_body import UploadBody
 
 
-def hls_level(
-    source: Path,
-    layout: Mp4Layout,
-    work_dir: Path,
-    preset: Preset,
-    ffmpeg: str | None,
-    options: StreamingOptions,
-    on_progress: Callable[[float], None] | None = None,
-    on_command: Callable[[list[str]], None] | None = None,
-) -> OptimizationResult:
-    """`source` as an HLS package for `preset` (`hls` or `abr`) in `work_dir`."""
-    binary = resolve_ffmpeg(ffmpeg)
+def hls_level(request: LevelRequest, preset: Preset) -> OptimizationResult:
+    """The source as an HLS package for `preset` (`hls` or `abr`) in the work dir."""
+    source, layout, options = request.source, request.layout, request.options
+    binary = resolve_ffmpeg(request.ffmpeg)
     ladder, reason = _rungs(layout, preset, options)
     package = package_hls(
-        source, layout, work_dir, binary, ladder, segment_seconds=options.segment_seconds,
-        encoder=options.encoder, timeout_seconds=options.timeout_seconds,
-        on_progress=on_progress, on_command=on_command,
+        source, layout, request.work_dir, binary, ladder,
+        segment_seconds=options.segment_seconds, encoder=options.encoder,
+        timeout_seconds=options.timeout_seconds, on_progress=request.on_progress,
+        on_command=request.on_command,
     )  # fmt: skip
     package = package.with_renditions(
         [_measured(binary, source, package, r, options) for r in package.renditions]

@@ -3,6 +3,7 @@ the levels it passed over, and what each rendition is."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +59,20 @@ class StreamingOptions:
     segment_seconds: float = 4.0
     quality_sample_seconds: float = 60.0
     timeout_seconds: float = 3600
+
+
+@dataclass(frozen=True)
+class LevelRequest:
+    """What every preset level works from: the source and its layout, the work dir, the ffmpeg
+    (None: found when needed), the options, and who hears of progress and commands."""
+
+    source: Path
+    layout: Mp4Layout
+    work_dir: Path
+    ffmpeg: str | None
+    options: StreamingOptions
+    on_progress: Callable[[float], None] | None = None
+    on_command: Callable[[list[str]], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,15 @@ def make_hevc_mp4(
     return path
 
 
+def make_mpeg4_part2_mp4(
+    path: Path, *, ffmpeg: str, seconds: float = 1.0, size: str = "160x120"
+) -> Path:
+    """MPEG-4 Part 2 video (`mp4v`) with AAC: a codec browsers do not decode."""
+    video = ["-c:v", "mpeg4"]
+    _encode(path, ffmpeg=ffmpeg, seconds=seconds, size=size, video=video, container=["-f", "mp4"])
+    return path
+
+
 def make_truncated_mp4(
     path: Path,
     *,

@@ -3,7 +3,6 @@ process, remuxed, or re-encoded to H.264/AAC when browsers could not play it oth
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from upload_jobs.media.codecs import (
@@ -14,7 +13,7 @@ from upload_jobs.media.codecs import (
 )
 from upload_jobs.media.faststart import FaststartRefused, plan_faststart
 from upload_jobs.media.mp4 import Mp4Layout
-from upload_jobs.media.optimization import OptimizationResult, StreamingOptions, StreamingPath
+from upload_jobs.media.optimization import LevelRequest, OptimizationResult, StreamingPath
 from upload_jobs.media.quality import measure_quality
 from upload_jobs.media.remux import remux_with_ffmpeg, resolve_ffmpeg
 from upload_jobs.media.renditions import RenditionSummary
@@ -22,23 +21,15 @@ from upload_jobs.settings import Preset
 from upload_jobs.storage.upload_body import UploadBody
 
 
-def single_file_level(
-    source: Path,
-    layout: Mp4Layout,
-    work_dir: Path,
-    preset: Preset,
-    ffmpeg: str | None,
-    options: StreamingOptions,
-    on_progress: Callable[[float], None] | None = None,
-    on_command: Callable[[list[str]], None] | None = None,
-) -> OptimizationResult:
-    """`source` made stream-ready as one MP4 for `preset` the cheapest safe way: video browsers
-    cannot show is re-encoded (`transcoded`), audio they cannot play becomes AAC in a remux."""
+def single_file_level(request: LevelRequest, preset: Preset) -> OptimizationResult:
+    """The source made stream-ready as one MP4 for `preset` the cheapest safe way: video
+    browsers cannot show is re-encoded (`transcoded`), audio they cannot play becomes AAC in a
+    remux."""
+    source, layout, options = request.source, request.layout, request.options
     browsers = options.transcode_unplayable
     video_reason = video_transcode_needed(layout) if browsers else None
     if video_reason:
-        return _transcoded(source, layout, work_dir, preset, ffmpeg, options, video_reason,
-                           on_progress, on_command)  # fmt: skip
+        return _transcoded(request, preset, video_reason)
     # Without re-encoding, video no browser decodes gains nothing from a conversion: its layout
     # is all there is to do.
     unplayable = unplayable_video(layout)
@@ -63,30 +54,28 @@ def single_file_level(
                     relocation.body, StreamingPath.MOVED_IN_PROCESS, preset, unplayable,
                     duration, duration, None, layout, relocation.layout,
                 )  # fmt: skip
-    output, output_layout = remux_with_ffmpeg(
-        source, layout, work_dir, preset, resolve_ffmpeg(ffmpeg),
-        timeout_seconds=options.timeout_seconds, on_progress=on_progress, on_command=on_command,
-        transcode=audio_reason is not None,
-    )  # fmt: skip
+    output, output_layout = _remux(request, preset, transcode=audio_reason is not None)
     return OptimizationResult(
         UploadBody.of_file(output), StreamingPath.FFMPEG_REMUX, preset, reason,
         layout.duration_seconds, output_layout.duration_seconds, output, layout, output_layout,
     )  # fmt: skip
 
 
-def _transcoded(
-    source: Path, layout: Mp4Layout, work_dir: Path, preset: Preset, ffmpeg: str | None,
-    options: StreamingOptions, reason: str, on_progress: Callable[[float], None] | None,
-    on_command: Callable[[list[str]], None] | None,
-) -> OptimizationResult:  # fmt: skip
-    binary = resolve_ffmpeg(ffmpeg)
-    output, output_layout = remux_with_ffmpeg(
-        source, layout, work_dir, preset, binary, timeout_seconds=options.timeout_seconds,
-        on_progress=on_progress, on_command=on_command, transcode=True, encoder=options.encoder,
+def _remux(request: LevelRequest, preset: Preset, transcode: bool) -> tuple[Path, Mp4Layout]:
+    options = request.options
+    return remux_with_ffmpeg(
+        request.source, request.layout, request.work_dir, preset, resolve_ffmpeg(request.ffmpeg),
+        timeout_seconds=options.timeout_seconds, on_progress=request.on_progress,
+        on_command=request.on_command, transcode=transcode, encoder=options.encoder,
     )  # fmt: skip
+
+
+def _transcoded(request: LevelRequest, preset: Preset, reason: str) -> OptimizationResult:
+    source, layout = request.source, request.layout
+    output, output_layout = _remux(request, preset, transcode=True)
     width, height = output_layout.video_tracks[0].display_size
-    quality = measure_quality(binary, source, output, width, height,
-                              sample_seconds=options.quality_sample_seconds)  # fmt: skip
+    quality = measure_quality(resolve_ffmpeg(request.ffmpeg), source, output, width, height,
+                              sample_seconds=request.options.quality_sample_seconds)  # fmt: skip
     duration = output_layout.duration_seconds or 0
     size = output.stat().st_size
     rendition = RenditionSummary(

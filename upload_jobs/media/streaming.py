@@ -13,7 +13,12 @@ from pathlib import Path
 from upload_jobs.errors import OptimizationFailed
 from upload_jobs.media.hls_levels import hls_level
 from upload_jobs.media.mp4 import Mp4Layout, read_layout
-from upload_jobs.media.optimization import DeclinedLevel, OptimizationResult, StreamingPath
+from upload_jobs.media.optimization import (
+    DeclinedLevel,
+    LevelRequest,
+    OptimizationResult,
+    StreamingPath,
+)
 from upload_jobs.media.optimization import StreamingOptions as StreamingOptions
 from upload_jobs.media.remux import SourceTruncated
 from upload_jobs.media.single_file import as_is, single_file_level
@@ -47,13 +52,13 @@ def optimize_for_streaming(
     layout = _read_source_layout(source)
     if layout.truncated:
         raise SourceTruncated(f"source is truncated: {layout.truncation}")
+    request = LevelRequest(source, layout, work_dir, ffmpeg, options, on_progress, on_command)
     declined: list[DeclinedLevel] = []
     levels = preset.fallbacks
     for level in levels:
         make = hls_level if level.many_objects else single_file_level
         try:
-            result = make(source, layout, work_dir, level, ffmpeg, options, on_progress,
-                          on_command)  # fmt: skip
+            result = make(request, level)
         except OptimizationFailed as failed:
             declined.append(DeclinedLevel(str(level), failed.fallback_kind, str(failed)))
             if level is levels[-1]:

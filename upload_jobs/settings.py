@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     # x264 (0: x264 decides): CPU work that must not starve the uploads beside it.
     transcode_concurrency: int = Field(default=1, ge=1, le=16)
     transcode_threads: int = Field(default=0, ge=0, le=64)
-    # The length HLS segments are cut to (at keyframes), and how much of each rendition is
-    # compared with the source for PSNR/SSIM (0: none; the whole file costs a decode of both).
-    hls_segment_seconds: float = Field(default=4.0, ge=1, le=30)
+    # The length HLS segments are cut to (at keyframes: a player needs a whole one before its
+    # first frame; media.hls.DEFAULT_SEGMENT_SECONDS says what 2 s buys), and how much of each
+    # rendition is compared with the source for PSNR/SSIM (0: none; all of it costs a decode).
+    hls_segment_seconds: float = Field(default=2.0, ge=1, le=30)
     quality_sample_seconds: float = Field(default=60.0, ge=0)
     multipart_threshold_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     multipart_chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=5 * 1024 * 1024)

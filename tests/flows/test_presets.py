@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from flows.retry_upload import retry_upload_job
 from tests.support.command_line import invoke
+from tests.support.digitalocean_api import DigitalOceanApi
 from tests.support.s3_backends import S3Backend
 from tests.support.s3_fault_proxy import S3FaultProxy
 from upload_jobs.cli.presenters import streaming_as_dict
@@ -32,6 +33,9 @@ from upload_jobs.media.remux import resolve_ffmpeg
 from upload_jobs.settings import Settings, get_settings
 from upload_jobs.storage.objects import find_existing_object
 from upload_jobs.storage.spaces import make_s3_client, public_url
+
+CDN_TOKEN = "dop_v1_presets-cdn-purge-0123456789"
+CDN_ENDPOINT = "7e3c5d9f-8a2b-4c4d-8e8f-1b2c3d4e5f60"
 
 pytestmark = [
     pytest.mark.flow,
@@ -309,3 +313,29 @@ def test_the_cli_sets_a_jobs_preset_and_shows_its_renditions(
     assert [r["rendition"] for r in json.loads(output)["renditions"]] == ["source"]
     code, output = invoke("stats")
     assert code == 0 and "Renditions (medians)" in output
+
+
+@pytest.mark.moto_only
+def test_a_replaced_package_is_purged_from_the_cdn_by_its_prefix(
+    settings: Settings, s3_server: S3Backend, recordings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = samples.make_moov_at_end_mp4(recordings / "news.mp4", ffmpeg=resolve_ffmpeg())
+    job_id = add_job(settings, source, "hls", "videos/news.mp4")
+    with DigitalOceanApi(CDN_TOKEN, {CDN_ENDPOINT}) as cdn:
+        monkeypatch.setenv("UPLOAD_JOBS_DIGITALOCEAN_TOKEN", CDN_TOKEN)
+        monkeypatch.setenv("UPLOAD_JOBS_CDN_ENDPOINT_ID", CDN_ENDPOINT)
+        monkeypatch.setenv("UPLOAD_JOBS_DIGITALOCEAN_API_URL", cdn.url)
+        get_settings.cache_clear()
+        assert run(settings, job_id).status == JobStatus.COMPLETED
+        assert cdn.requests == [], "a first upload replaces nothing"
+        # An older take of the job's own master playlist (reconcile reopened the job).
+        make_s3_client(settings).put_object(
+            Bucket=settings.bucket, Key="videos/news/master.m3u8", Body=b"#EXTM3U\n",
+            Metadata={"upload-job-id": str(job_id)},
+        )  # fmt: skip
+        reopen(settings, job_id)
+        assert run(settings, job_id).status == JobStatus.COMPLETED
+        [purge] = cdn.purges()
+    get_settings.cache_clear()
+    assert purge.body == {"files": ["videos/news/*"]}
+    assert JobStore(settings.database_url).list_attempts(job_id)[-1].cdn_purge == "purged"

@@ -1,15 +1,17 @@
 """An `abr` job proven in a real browser: a 720p moov-at-end recording goes up as a ladder, the
 jobs page's details dialog plays its master playlist (Debian's Chromium plays HLS itself), each
-rendition plays and seeks on its own, and with the link throttled to 2 Mbit/s the player settles
-on a rendition below the link's rate."""
+rendition plays and seeks on its own, and over bench/link.py's emulated link at 2 Mbit/s the
+player settles on a rendition below the link's rate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from bench.link import Link, LinkProxy
 from flows.runs import run_retry_flow
 from tests.support.browser import CHROMIUM, SCREENSHOTS, needs_chromium
 from tests.web.test_streaming_browser import PLAY_ON, SEEK
@@ -99,22 +101,23 @@ def test_an_abr_ladder_plays_seeks_and_settles_below_a_2_mbit_link_in_chromium(
 
 
 def _settled_height(browser: Any, master_url: str) -> int:
-    """The picture height the player shows once it has played 8 s over a 2 Mbit/s link."""
+    """The picture height the player shows once it has played 8 s of the master playlist
+    fetched through bench/link.py's emulated link (2 Mbit/s each way, 60 ms round trip)."""
+    endpoint = urlsplit(master_url)
+    link = LinkProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80,
+                     Link(LINK_BITS_PER_SECOND / 1e6, 60)).start()  # fmt: skip
+    through_link = master_url.replace(endpoint.netloc, f"127.0.0.1:{link.port}", 1)
     context = browser.new_context()
-    page = context.new_page()
-    session = context.new_cdp_session(page)
-    session.send("Network.enable")
-    session.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 60, "downloadThroughput": LINK_BITS_PER_SECOND / 8,
-         "uploadThroughput": LINK_BITS_PER_SECOND / 8},
-    )  # fmt: skip
-    page.set_content("<video muted playsinline></video>")
-    handle = page.locator("video").element_handle()
-    handle.evaluate("(video, src) => { video.src = src; return video.play(); }", master_url)
-    settled = _run(handle, SETTLE, 8)
-    context.close()
+    try:
+        page = context.new_page()
+        page.set_content("<video muted playsinline></video>")
+        handle = page.locator("video").element_handle()
+        handle.evaluate("(video, src) => { video.src = src; return video.play(); }", through_link)
+        settled = _run(handle, SETTLE, 8)
+    finally:
+        context.close()
     assert settled["error"] is None, settled
+    assert link.bytes_to_clients > 0, "the video came through the emulated link"
     return int(settled["height"])
 
 

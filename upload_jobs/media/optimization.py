@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from upload_jobs.media.encoding import DEFAULT_ENCODER, EncoderSettings
-from upload_jobs.media.hls import HlsPackage
+from upload_jobs.media.hls import DEFAULT_SEGMENT_SECONDS, HlsPackage
 from upload_jobs.media.mp4 import Mp4Layout
 from upload_jobs.media.renditions import RenditionSummary
 from upload_jobs.settings import Preset
@@ -56,7 +56,7 @@ class StreamingOptions:
     in_process: bool = True
     transcode_unplayable: bool = True
     encoder: EncoderSettings = DEFAULT_ENCODER
-    segment_seconds: float = 4.0
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
     quality_sample_seconds: float = 60.0
     timeout_seconds: float = 3600
 

@@ -207,6 +207,7 @@ def test_another_jobs_playlist_under_the_prefix_is_never_overwritten(
     assert master_after["ETag"] == master_before["ETag"]
 
 
+@pytest.mark.moto_only  # the levels are media's business; S3 only receives the MP4
 def test_each_level_falls_back_to_the_next_with_its_reason(
     settings: Settings, s3_server: S3Backend, recordings: Path
 ) -> None:
@@ -233,6 +234,7 @@ def test_each_level_falls_back_to_the_next_with_its_reason(
     assert json.dumps(streaming)  # JSON as `show --json` prints it
 
 
+@pytest.mark.moto_only  # re-encoding is media's business; S3 only receives the MP4
 def test_an_hevc_recording_goes_up_playable_as_h264(
     settings: Settings, s3_server: S3Backend, recordings: Path
 ) -> None:

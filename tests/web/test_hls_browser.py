@@ -18,7 +18,7 @@ from tests.web.test_streaming_browser import PLAY_ON, SEEK
 from upload_jobs.jobs.store import JobStore
 from upload_jobs.media import samples
 from upload_jobs.media.remux import resolve_ffmpeg
-from upload_jobs.settings import Settings
+from upload_jobs.settings import Settings, get_settings
 
 pytestmark = [
     pytest.mark.flow,
@@ -43,9 +43,12 @@ SETTLE = """async ([video, seconds]) => {
 
 
 def test_an_abr_ladder_plays_seeks_and_settles_below_a_2_mbit_link_in_chromium(
-    settings: Settings, page_url: str, tmp_path: Path
+    settings: Settings, page_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("UPLOAD_JOBS_QUALITY_SAMPLE_SECONDS", "2")  # measured, not the point here
+    get_settings.cache_clear()
 
     (tmp_path / "recordings").mkdir()
     source = samples.make_moov_at_end_mp4(

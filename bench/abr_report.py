@@ -44,9 +44,10 @@ def abr_markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Encoding on this machine: the whole ladder in one ffmpeg, as the product does it, "
+        "CPU on this machine (2 cores): the abr step as the product runs it (the whole ladder "
+        "in one ffmpeg, then PSNR/SSIM of each rung over its first 60 s) "
         f"{results['ladder_seconds']:.1f} s ({results['ladder_x_real_time']:.2f}x real time); "
-        "each rung alone:",
+        "each rung encoded alone, video only:",
         "",
         "| rendition | size | bitrate | PSNR | SSIM | x real time alone |",
         "|---|---|---:|---:|---:|---:|",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
@@ -15,7 +15,7 @@ from tasks.job_steps import step_run_name
 from tasks.optimize import UploadChoice
 from tasks.progress import live_progress
 from tasks.slots import upload_slot
-from upload_jobs.errors import TransientUploadError
+from upload_jobs.errors import TransientUploadError, UploadJobError
 from upload_jobs.jobs.claims import ClaimedJob
 from upload_jobs.jobs.files import format_megabytes
 from upload_jobs.jobs.leases import check_lease
@@ -37,6 +37,9 @@ from upload_jobs.storage.packages import (
 )
 from upload_jobs.storage.resume import MultipartUpload, digests_of, planned_part_bytes
 from upload_jobs.storage.upload_body import UploadBody
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 RETRY_JITTER_FACTOR = 0.5
 
@@ -124,7 +127,7 @@ def upload_to_spaces(
     else:
         logger.info("Uploaded to %s (ETag %s)", where, result.etag)
     if earlier_package:
-        remove_package_left_behind(object_key, job_id)
+        remove_left_behind(client, owner, {object_key}, object_key)
     return result
 
 
@@ -213,29 +216,34 @@ def upload_package_to_spaces(
     check_lease()
     with upload_slot():
         uploaded = upload_package(client, package.directory, package.files, target, on_progress)
-        removed = remove_objects_left_behind(
-            client, settings.bucket, owner, set(uploaded.keys), prefix, object_key
-        )
     logger.info(
         "Uploaded %d HLS files to s3://%s/%s (%d already stored with the same bytes), master "
-        "playlist last%s", len(uploaded.keys), settings.bucket, prefix, uploaded.skipped_existing,
-        f"; removed {len(removed)} objects of this job's earlier upload" if removed else "",
+        "playlist last", len(uploaded.keys), settings.bucket, prefix, uploaded.skipped_existing,
     )  # fmt: skip
+    remove_left_behind(client, owner, set(uploaded.keys), object_key)
     return uploaded
 
 
-def remove_package_left_behind(object_key: str, job_id: int) -> list[str]:
-    """After a single-file upload: remove the job's own HLS objects of an earlier upload."""
+def remove_left_behind(
+    client: S3Client, owner: KeyOwner, keep: set[str], object_key: str
+) -> list[str]:
+    """Remove the job's own objects its new upload does not use (the MP4 or the HLS files of an
+    earlier upload); a failure is a warning: they are the job's own, and the upload stands."""
     settings = get_settings()
-    client = spaces.make_s3_client(settings)
-    owner = KeyOwner(job_id, uploaded_before(job_id))
-    removed = remove_objects_left_behind(
-        client, settings.bucket, owner, {object_key}, package_prefix(object_key), object_key
-    )
+    logger = get_run_logger()
+    prefix = package_prefix(object_key)
+    try:
+        removed = remove_objects_left_behind(
+            client, settings.bucket, owner, keep, prefix, object_key
+        )
+    except UploadJobError as exc:
+        logger.warning("Could not remove upload job %s's earlier objects: %s", owner.job_id, exc)
+        return []
     if removed:
-        get_run_logger().info(
-            "Removed %d objects of job %s's earlier HLS upload under %s",
-            len(removed), job_id, package_prefix(object_key),
+        shown = ", ".join(removed[:3]) + (", ..." if len(removed) > 3 else "")
+        logger.info(
+            "Removed %d objects of upload job %s's earlier upload (%s)",
+            len(removed), owner.job_id, shown,
         )  # fmt: skip
     return removed
 

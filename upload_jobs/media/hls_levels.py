@@ -22,6 +22,7 @@ from upload_jobs.media.optimization import (
     StreamingOptions,
     StreamingPath,
 )
+from upload_jobs.media.playlists import MASTER_PLAYLIST
 from upload_jobs.media.quality import measure_quality
 from upload_jobs.media.remux import UnsupportedCodec, resolve_ffmpeg
 from upload_jobs.media.renditions import RenditionSummary
@@ -44,7 +45,7 @@ def hls_level(request: LevelRequest, preset: Preset) -> OptimizationResult:
         [_measured(binary, source, package, r, options) for r in package.renditions]
     )
     path = StreamingPath.ABR_LADDER if preset is Preset.ABR else StreamingPath.HLS_PACKAGED
-    master = package.directory / "master.m3u8"
+    master = package.directory / MASTER_PLAYLIST
     return OptimizationResult(
         UploadBody.of_file(master), path, preset, reason, layout.duration_seconds,
         package.renditions[0].playlist.duration_seconds, package.directory, layout, None,
@@ -80,10 +81,11 @@ def _measured(
     if not rendition.reencoded:
         return rendition
     playlist = package.directory / rendition.playlist_path
-    quality = measure_quality(
-        ffmpeg, source, playlist, rendition.width, rendition.height,
-        sample_seconds=options.quality_sample_seconds, timeout_seconds=options.timeout_seconds,
-    )  # fmt: skip
+    with options.encoder.slot():  # decoding both is CPU work as much as encoding
+        quality = measure_quality(
+            ffmpeg, source, playlist, rendition.width, rendition.height,
+            sample_seconds=options.quality_sample_seconds, timeout_seconds=options.timeout_seconds,
+        )  # fmt: skip
     if quality is None:
         return rendition
     return replace(rendition, psnr=quality.psnr, ssim=quality.ssim)

@@ -74,8 +74,12 @@ def _transcoded(request: LevelRequest, preset: Preset, reason: str) -> Optimizat
     source, layout = request.source, request.layout
     output, output_layout = _remux(request, preset, transcode=True)
     width, height = output_layout.video_tracks[0].display_size
-    quality = measure_quality(resolve_ffmpeg(request.ffmpeg), source, output, width, height,
-                              sample_seconds=request.options.quality_sample_seconds)  # fmt: skip
+    options = request.options
+    with options.encoder.slot():  # decoding both is CPU work as much as encoding
+        quality = measure_quality(
+            resolve_ffmpeg(request.ffmpeg), source, output, width, height,
+            sample_seconds=options.quality_sample_seconds, timeout_seconds=options.timeout_seconds,
+        )  # fmt: skip
     duration = output_layout.duration_seconds or 0
     size = output.stat().st_size
     rendition = RenditionSummary(

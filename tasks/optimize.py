@@ -96,8 +96,13 @@ def _log_result(result: OptimizationResult) -> None:
             "%s, no temp file and no ffmpeg run",
             result.body.path.name,
         )
-    elif result.path in (StreamingPath.FFMPEG_REMUX, StreamingPath.TRANSCODED):
+    elif result.path is StreamingPath.FFMPEG_REMUX:
         logger.info("Remuxed for streaming with preset %s (%s)", preset, result.reason)
+    elif result.path is StreamingPath.TRANSCODED:
+        logger.info(
+            "Re-encoded for every browser with preset %s (%s): %s",
+            preset, result.reason, describe_renditions(result.renditions),
+        )  # fmt: skip
     elif result.package is not None:
         logger.info("Packaged as HLS (%s): %s", result.path, describe_renditions(result.renditions))
     else:

@@ -119,11 +119,12 @@ def test_abr_uploads_a_ladder_from_the_source_as_hls_master_last(
         assert stored.content_type == expected
     master = client.get_object(Bucket=settings.bucket, Key="videos/day/talk/master.m3u8")
     variants = parse_master_playlist(master["Body"].read().decode())
-    assert [v[1] for v in variants] == ["480p/index.m3u8", "360p/index.m3u8"]
+    # Lowest first: a player starting with the first variant shows a frame soonest.
+    assert [v[1] for v in variants] == ["360p/index.m3u8", "480p/index.m3u8"]
     for attributes, _ in variants:
         assert {"BANDWIDTH", "AVERAGE-BANDWIDTH", "RESOLUTION", "CODECS"} <= set(attributes)
         assert attributes["CODECS"].startswith("avc1.") and "mp4a.40.2" in attributes["CODECS"]
-    assert int(variants[0][0]["BANDWIDTH"]) > int(variants[1][0]["BANDWIDTH"])
+    assert int(variants[0][0]["BANDWIDTH"]) < int(variants[1][0]["BANDWIDTH"])
 
 
 def test_the_master_playlist_goes_up_last_and_a_resumed_upload_sends_only_what_is_missing(

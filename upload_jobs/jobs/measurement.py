@@ -66,7 +66,7 @@ def _measure_package(
 ) -> UploadMeasurement:
     try:
         size = package.total_bytes
-        first = package.renditions[0]
+        first = package.first_offered
         init_bytes = (package.directory / first.name / first.playlist.init_uri).stat().st_size
         uploaded = StartupCost(package.startup_bytes, 0, init_bytes, HLS_STARTUP_REQUESTS)
         before = startup_cost(source, known.source)

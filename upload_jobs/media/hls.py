@@ -91,10 +91,15 @@ class HlsPackage:
         return sum((self.directory / name).stat().st_size for name in self.files)
 
     @property
+    def first_offered(self) -> PackagedRendition:
+        """The rendition a player starts with: the master playlist lists the lowest first."""
+        return min(self.renditions, key=lambda r: r.peak_bitrate)
+
+    @property
     def startup_bytes(self) -> int:
         """What a player fetches before the first frame of the first variant it is offered:
         master playlist, media playlist, init segment, first segment."""
-        first = self.renditions[0]
+        first = self.first_offered
         names = [MASTER_PLAYLIST, first.playlist_path, f"{first.name}/{first.playlist.init_uri}",
                  f"{first.name}/{first.playlist.segments[0].uri}"]  # fmt: skip
         return sum((self.directory / name).stat().st_size for name in names)

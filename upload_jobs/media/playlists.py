@@ -78,10 +78,11 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
 
 
 def master_playlist(variants: list[Variant]) -> str:
-    """The master playlist listing `variants`, highest bandwidth first (players start with the
-    first they can decode and switch from there)."""
+    """The master playlist listing `variants`, lowest bandwidth first: a player that starts with
+    the first it can decode (Safari, hls.js) shows a frame soonest on any link, then climbs as it
+    measures the link, as Chromium does whatever the order (it starts on the lowest)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for variant in sorted(variants, key=lambda v: v.peak_bandwidth, reverse=True):
+    for variant in sorted(variants, key=lambda v: v.peak_bandwidth):
         attributes = [
             f"BANDWIDTH={variant.peak_bandwidth}",
             f"AVERAGE-BANDWIDTH={variant.average_bandwidth}",

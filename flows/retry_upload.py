@@ -22,7 +22,7 @@ from upload_jobs.jobs.files import attempt_work_dir
 from upload_jobs.jobs.leases import HeldLease
 from upload_jobs.jobs.models import UploadJob
 from upload_jobs.jobs.store import JobStore
-from upload_jobs.settings import Preset, get_settings
+from upload_jobs.settings import get_settings
 from upload_jobs.storage.spaces import public_url
 
 
@@ -57,7 +57,7 @@ def _upload_steps(job_id: int) -> UploadJob:
         if claim.recorded is not None:  # the source's problem, on the job: said as a failure is
             emit_failure_event(claim.recorded)
         raise claim
-    report = AttemptReport(preset=str(claim.requested_preset or settings.preset))
+    report = AttemptReport(preset=str(claim.preset_or(settings.preset)))
     work_dir = attempt_work_dir(Path(settings.work_dir), claim.job_id, claim.attempt_number)
     # Renewed while the steps run; a signal, a cancellation or a shutdown gives the job back.
     lease = HeldLease(
@@ -87,7 +87,7 @@ def _steps_holding(
             optimization = optimize_for_streaming(
                 claim.source_path,
                 str(work_dir),
-                Preset(claim.requested_preset or settings.preset),
+                claim.preset_or(settings.preset),
                 claim.progress_target,
                 return_state=True,
             )

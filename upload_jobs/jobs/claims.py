@@ -35,6 +35,7 @@ from upload_jobs.jobs.models import (
 )
 from upload_jobs.jobs.retry_policy import RetryPolicy
 from upload_jobs.jobs.table import JobTable
+from upload_jobs.settings import Preset
 
 CLAIMABLE_STATUSES = (JobStatus.PENDING, JobStatus.FAILED)
 # media.streaming.StreamingPath values of an upload made of many objects.
@@ -57,6 +58,10 @@ class ClaimedJob:
     # Whether an earlier attempt made an HLS package: a single-file upload then removes the
     # job's own objects under its key prefix.
     earlier_package: bool = False
+
+    def preset_or(self, default: Preset) -> Preset:
+        """The preset this run prepares the video with: the job's own, else `default`."""
+        return Preset(self.requested_preset) if self.requested_preset else default
 
     @property
     def progress_target(self) -> ProgressTarget:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from upload_jobs.errors import OptimizationFailed
+from upload_jobs.media.encoding import AUDIO_KBPS
 
 # (short side in pixels, video kbit/s): the rungs of common streaming ladders at 30 fps, H.264.
 STANDARD_RUNGS = ((1080, 5000), (720, 2800), (480, 1400), (360, 800))
-AUDIO_KBPS = 128
 # Below this many kbit/s a rung would be mostly blocks: the ladder stops there.
 MIN_VIDEO_KBPS = 200
 

@@ -117,10 +117,10 @@ def _usable_executable(value: str, origin: str) -> str:
 
 def build_remux_args(
     ffmpeg: str, source: Path, output: Path, preset: Preset, layout: Mp4Layout,
-    transcode: bool = False,
+    transcode: bool = False, encoder: EncoderSettings = DEFAULT_ENCODER,
 ) -> list[str]:  # fmt: skip
     """The full ffmpeg command that copies `source` into a streamable MP4 at `output`, with the
-    tracks browsers cannot play re-encoded to H.264/AAC when `transcode`.
+    tracks browsers cannot play re-encoded to H.264/AAC (by `encoder`) when `transcode`.
 
     Raises UnsupportedCodec, without `transcode`, when the video could not play in a browser.
     """
@@ -132,7 +132,8 @@ def build_remux_args(
     args = ffmpeg_input(ffmpeg, source, "-n")
     conversions = conversions_for_mp4(layout)
     if transcode:
-        conversions = [*playable_conversions(layout), *_subtitle_conversion(layout)]
+        conversions = [*playable_conversions(layout), *_subtitle_conversion(layout),
+                       *encoder.thread_options()]  # fmt: skip
     args += [*KEEP_EVERY_STREAM, "-c", "copy", *conversions]
     movflags = FASTSTART_MOVFLAGS if preset is Preset.FASTSTART else FRAGMENTED_MOVFLAGS
     args += ["-movflags", movflags + "+use_metadata_tags", *NOT_CONTAINER_TAGS]
@@ -224,9 +225,7 @@ def remux_with_ffmpeg(
     before = FileIdentity.of(source.stat())
     output = temp_output_path(work_dir, source)
     try:
-        args = build_remux_args(ffmpeg, source, output, preset, layout, transcode)
-        if transcode:
-            args[-3:-3] = encoder.thread_options()
+        args = build_remux_args(ffmpeg, source, output, preset, layout, transcode, encoder)
         if on_command is not None:
             on_command(args)
         # Hand the reserved name to ffmpeg: with -n it must create the file itself.

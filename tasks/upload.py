@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,19 +86,9 @@ def upload_to_spaces(
     )
     owner = KeyOwner(job_id, uploaded_before(job_id))
     record_upload_intent(progress_target, body.size, digests.sha256, optimized)
-    log_progress = ProgressReport(logger.info, "Upload", total_bytes=body.size)
-    live = live_progress(
-        progress_target,
-        Phase.UPLOADING,
-        f"Upload of {body.path.name} to s3://{settings.bucket}/{object_key}",
-        total_bytes=body.size,
+    on_progress = upload_progress(
+        progress_target, f"{body.path.name} to s3://{settings.bucket}/{object_key}", body.size
     )
-
-    def on_progress(done: int) -> None:
-        check_lease()  # stopped or lost between parts: the multipart upload is kept to resume
-        log_progress.bytes_done(done)
-        live.bytes_done(done)
-
     check_lease()
     with upload_slot():
         result = spaces.upload_video(
@@ -129,6 +120,20 @@ def upload_to_spaces(
     if earlier_package:
         remove_left_behind(client, owner, {object_key}, object_key)
     return result
+
+
+def upload_progress(target: ProgressTarget, what: str, total_bytes: int) -> Callable[[int], None]:
+    """What an upload calls with its bytes done: the lease checked (stopped or lost between
+    parts: a multipart upload is kept to resume), the log line and the live progress updated."""
+    log_progress = ProgressReport(get_run_logger().info, "Upload", total_bytes=total_bytes)
+    live = live_progress(target, Phase.UPLOADING, f"Upload of {what}", total_bytes=total_bytes)
+
+    def on_progress(done: int) -> None:
+        check_lease()
+        log_progress.bytes_done(done)
+        live.bytes_done(done)
+
+    return on_progress
 
 
 def resumable_upload(job_id: int) -> MultipartUpload | None:
@@ -195,19 +200,11 @@ def upload_package_to_spaces(
     # The master playlist is what reconcile looks for should this run die after it went up.
     record_upload_intent(progress_target, master.stat().st_size, file_sha256(master), True)
     prefix = package_prefix(object_key)
-    log_progress = ProgressReport(logger.info, "Upload", total_bytes=total)
-    live = live_progress(
+    on_progress = upload_progress(
         progress_target,
-        Phase.UPLOADING,
-        f"Upload of {len(package.files)} HLS files to s3://{settings.bucket}/{prefix}",
-        total_bytes=total,
+        f"{len(package.files)} HLS files to s3://{settings.bucket}/{prefix}",
+        total,
     )
-
-    def on_progress(done: int) -> None:
-        check_lease()
-        log_progress.bytes_done(done)
-        live.bytes_done(done)
-
     target = PackageTarget(
         settings.bucket, prefix, owner, settings.acl, settings.cache_control,
         settings.multipart_threshold_bytes, settings.multipart_chunk_bytes,

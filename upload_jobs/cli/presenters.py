@@ -157,7 +157,7 @@ def streaming_table(attempt: UploadAttempt) -> Table:
     path = attempt.optimization_path or "not recorded"
     if attempt.fallback_kind:
         path += f" ({attempt.fallback_kind})"
-    why = attempt.fallback_reason or attempt.optimization_path_reason
+    why = attempt.streaming_reason
     table.add_row("path", escape(path + (f": {why}" if why else "")))
     table.add_row("startup", describe_startup(before, after))
     if before is not None or after is not None:
@@ -182,7 +182,7 @@ def streaming_as_dict(attempt: UploadAttempt | None) -> dict[str, Any]:
     return {
         "path": attempt.optimization_path,
         "preset": attempt.optimization_preset,
-        "reason": attempt.fallback_reason or attempt.optimization_path_reason,
+        "reason": attempt.streaming_reason,
         "renditions": attempt.renditions or [],
         "declined": attempt.declined_levels or [],
         "object_count": attempt.uploaded_object_count,

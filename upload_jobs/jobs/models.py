@@ -141,3 +141,8 @@ class UploadAttempt(SQLModel, table=True):
     bytes_done: int | None = Field(default=None, sa_column=Column(BigInteger))
     bytes_total: int | None = Field(default=None, sa_column=Column(BigInteger))
     progress_updated_at: datetime | None = _timestamp()
+
+    @property
+    def streaming_reason(self) -> str | None:
+        """Why the upload went up as it did: a fallback's failure, else why ffmpeg ran."""
+        return self.fallback_reason or self.optimization_path_reason

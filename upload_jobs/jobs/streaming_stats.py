@@ -65,7 +65,7 @@ class JobStartup:
             job_id=job.id or 0,
             file_name=PurePath(job.source_path).name,
             optimization_path=attempt.optimization_path,
-            reason=attempt.fallback_reason or attempt.optimization_path_reason,
+            reason=attempt.streaming_reason,
             fallback_kind=attempt.fallback_kind,
             source_startup_bytes=attempt.source_startup_bytes,
             uploaded_startup_bytes=attempt.uploaded_startup_bytes,

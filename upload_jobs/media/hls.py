@@ -5,6 +5,7 @@ The package is a folder in the attempt's work dir; the source is only read."""
 from __future__ import annotations
 
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ from upload_jobs.media.encoding import (
 from upload_jobs.media.ffmpeg_process import run_ffmpeg
 from upload_jobs.media.ladder import Rendition
 from upload_jobs.media.moov import MoovUnreadable
-from upload_jobs.media.mp4 import Mp4Layout, read_layout
+from upload_jobs.media.mp4 import HANDLER_AUDIO, HANDLER_VIDEO, Mp4Layout, read_layout
 from upload_jobs.media.playlists import (
     MASTER_PLAYLIST,
     MediaPlaylist,
@@ -43,6 +44,8 @@ MEDIA_PLAYLIST = "index.m3u8"
 # frame in 2.36 s over 2 Mbit/s and 60 ms, 4 s segments in 4.14 s (bench/abr.py's recording).
 DEFAULT_SEGMENT_SECONDS = 2.0
 COPIED_RENDITION = "source"
+# Video and audio go into the variant; a timecode or hint track is not content a viewer misses.
+CARRIED_OR_REMADE_HANDLERS = frozenset({HANDLER_VIDEO, HANDLER_AUDIO, "tmcd", "hint"})
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,7 @@ def hls_track_refusal(layout: Mp4Layout) -> str | None:
     None; a re-encode cannot help with that."""
     if not layout.video_tracks:
         return "it has no video track"
-    others = [t for t in layout.tracks if t not in layout.video_tracks + layout.audio_tracks]
-    kept = [t for t in others if t.handler not in ("tmcd", "hint")]
+    kept = [t for t in layout.tracks if t.handler not in CARRIED_OR_REMADE_HANDLERS]
     if len(layout.video_tracks) > 1 or len(layout.audio_tracks) > 1 or kept:
         return (
             f"it has {len(layout.video_tracks)} video, {len(layout.audio_tracks)} audio and "
@@ -223,10 +225,13 @@ def _finished(directory: Path, name: str, reencoded: bool, source: Mp4Layout) ->
         raise OutputInvalid(f"HLS rendition {name}'s playlist is not usable: {exc}") from exc
     sizes = {}
     for uri in [playlist.init_uri, *(s.uri for s in playlist.segments)]:
-        path = folder / uri
-        if not path.is_file() or path.stat().st_size == 0:
+        try:
+            found = (folder / uri).stat()
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode) or found.st_size == 0:
             raise OutputInvalid(f"HLS rendition {name}'s file {uri} is missing or empty")
-        sizes[uri] = path.stat().st_size
+        sizes[uri] = found.st_size
     expected = source.duration_seconds
     if expected is not None and not lasts_as_long(expected, playlist.duration_seconds):
         raise OutputInvalid(

@@ -216,7 +216,7 @@ def streaming_view(attempts: list[UploadAttempt]) -> StreamingView | None:
     return StreamingView(
         attempt_number=attempt.attempt_number,
         path=attempt.optimization_path,
-        reason=attempt.fallback_reason or attempt.optimization_path_reason,
+        reason=attempt.streaming_reason,
         fallback_kind=attempt.fallback_kind,
         source=StartupView.model_validate(before) if before else None,
         uploaded=StartupView.model_validate(after) if after else None,

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from upload_jobs.media.codec_strings import codec_strings
 from upload_jobs.media.faststart import FaststartRefused, plan_faststart
 from upload_jobs.media.moov import MoovUnreadable, boxes_named, parse_moov, self_contained
 from upload_jobs.media.mp4 import NotAnMp4, read_layout, read_layout_of
@@ -77,8 +78,21 @@ def startup(data: bytes) -> None:
         raise FuzzFinding("a startup cost larger than the file")
 
 
+def codec_string_reader(data: bytes) -> None:
+    """The HLS codec strings of an init segment (any file with a `moov`): RFC 6381 strings, one
+    per track, or `MoovUnreadable`."""
+    try:
+        codecs = codec_strings(data)
+    except MoovUnreadable:
+        return
+    for codec in codecs:
+        if not isinstance(codec, str) or not codec.isascii() or "," in codec:
+            raise FuzzFinding(f"codec string {codec!r} cannot go into CODECS")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "box-walk": box_walk,
+    "codec-strings": codec_string_reader,
     "moov-parser": moov_parser,
     "planner": planner,
     "startup": startup,

@@ -221,7 +221,7 @@ def _finished(directory: Path, name: str, reencoded: bool, source: Mp4Layout) ->
     folder = directory / name
     try:
         playlist = parse_media_playlist((folder / MEDIA_PLAYLIST).read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, PlaylistInvalid, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, PlaylistInvalid) as exc:
         raise OutputInvalid(f"HLS rendition {name}'s playlist is not usable: {exc}") from exc
     sizes = {}
     for uri in [playlist.init_uri, *(s.uri for s in playlist.segments)]:

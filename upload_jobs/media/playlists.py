@@ -5,6 +5,7 @@ differ too)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -62,9 +63,9 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         if line.startswith("#EXT-X-MAP:"):
             init_uri = _attribute(line, "URI")
         elif line.startswith("#EXT-X-TARGETDURATION:"):
-            target = int(float(line.partition(":")[2]))
+            target = int(_seconds(line.partition(":")[2], line))
         elif line.startswith("#EXTINF:"):
-            seconds = float(line.partition(":")[2].partition(",")[0])
+            seconds = _seconds(line.partition(":")[2].partition(",")[0], line)
         elif not line.startswith("#"):
             if seconds is None:
                 raise PlaylistInvalid(f"segment {line!r} has no #EXTINF")
@@ -103,6 +104,17 @@ def parse_master_playlist(text: str) -> list[tuple[dict[str, str], str]]:
             variants.append((pending, line))
             pending = None
     return variants
+
+
+def _seconds(text: str, line: str) -> float:
+    """A duration: a finite number of seconds, not negative (`inf`, `nan`, `-1` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise PlaylistInvalid(f"{line!r} has no number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise PlaylistInvalid(f"{line!r} is not a duration")
+    return value
 
 
 def _local(uri: str) -> str:
